@@ -1,0 +1,352 @@
+"""Tribune's domain model: plain, immutable values with no I/O.
+
+People (users, groups), agents with entitlements, tools with risk facts and extractors, tasks
+with a declared intent (scope) and session state, decisions and audit records.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from tribune.errors import InvalidInput
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+TRUST_DOMAIN_RE = re.compile(r"^[a-z0-9][a-z0-9.\-]{0,253}$")
+
+
+def check_name(kind: str, value: str) -> str:
+    """Return ``value`` if it is a valid name (1-128 of ``[A-Za-z0-9_.-]``), else raise."""
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise InvalidInput(
+            f"invalid {kind} name `{value}`",
+            hint="use 1-128 characters of letters, digits, `_`, `.` and `-`",
+        )
+    return value
+
+
+def agent_spiffe_id(trust_domain: str, name: str) -> str:
+    """The workload id of agent ``name``: ``spiffe://<trust-domain>/agent/<name>``."""
+    if not TRUST_DOMAIN_RE.match(trust_domain):
+        raise InvalidInput(f"invalid trust domain `{trust_domain}`")
+    return f"spiffe://{trust_domain}/agent/{check_name('agent', name)}"
+
+
+class Effect(StrEnum):
+    ALLOW = "allow"
+    DENY = "deny"
+    APPROVAL_REQUIRED = "approval_required"
+
+
+class AgentStatus(StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    RETIRED = "retired"
+
+
+class TaskState(StrEnum):
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+class ResultStatus(StrEnum):
+    OK = "ok"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+    UNKNOWN = "unknown"
+
+
+class RecordKind(StrEnum):
+    INTENT = "intent"
+    DECISION = "decision"
+    RESULT = "result"
+    EVENT = "event"  # administrative: task started/ended, policy activated, agent changed
+
+
+class TargetClass(StrEnum):
+    INTERNAL = "internal"
+    NAMED = "named"
+    KNOWN = "known"
+    UNKNOWN = "unknown"
+
+
+DATA_LEVELS = {"public": 0, "internal": 1, "confidential": 2, "restricted": 3}
+
+
+# --------------------------------------------------------------------------- people
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    name: str
+    display_name: str = ""
+    email: str = ""
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    name: str
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerRef:
+    """An agent's accountable owner: a user or a group. Text form ``user:alice`` / ``group:sre``."""
+
+    kind: str  # "user" | "group"
+    name: str
+
+    @classmethod
+    def parse(cls, text: str) -> OwnerRef:
+        kind, sep, name = text.partition(":")
+        if not sep or kind not in ("user", "group"):
+            raise InvalidInput(f"invalid owner `{text}`", hint="write `user:NAME` or `group:NAME`")
+        return cls(kind, check_name(kind, name))
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+# --------------------------------------------------------------------------- agents and tools
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Numeric ceilings. ``None`` means no limit at this level."""
+
+    max_amount: int | None = None  # total amount per call, minor units (cents)
+    max_count: int | None = None  # items affected per call
+    max_calls: int | None = None  # calls per task
+
+    def within(self, outer: Limits) -> bool:
+        """True if every limit here is at most the matching limit of ``outer``."""
+        for mine, theirs in (
+            (self.max_amount, outer.max_amount),
+            (self.max_count, outer.max_count),
+            (self.max_calls, outer.max_calls),
+        ):
+            if theirs is not None and (mine is None or mine > theirs):
+                return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Entitlements:
+    """The most an agent may ever be granted. A task's scope must lie within these."""
+
+    tools: frozenset[str] = frozenset()
+    tool_groups: frozenset[str] = frozenset()
+    environments: frozenset[str] = frozenset()
+    limits: Limits = field(default_factory=Limits)
+    open_scope: bool = False  # may start open-scope tasks
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    id: str  # spiffe://<trust-domain>/agent/<name>
+    name: str
+    owner: OwnerRef
+    purpose: str
+    environment: str
+    entitlements: Entitlements
+    status: AgentStatus
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RiskFacts:
+    """What a tool can do. MCP annotations are hints; configuration may override them.
+
+    The defaults are MCP's: an unannotated tool is treated as destructive and open-world.
+    """
+
+    read_only: bool = False
+    destructive: bool = True
+    idempotent: bool = False
+    open_world: bool = True
+    untrusted_output: bool = False  # its results taint the task
+
+    def reversible(self) -> bool:
+        return not self.read_only and not self.destructive
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractorSpec:
+    """How to read one typed fact from a tool's arguments.
+
+    ``pointer`` is a JSON pointer; a ``*`` segment walks every item of a list. ``aggregate``:
+    ``each`` (every value found), ``sum`` (amounts) or ``count`` (how many values).
+    ``target`` marks values that are targets (recipients, payees, hosts) to be classified.
+    """
+
+    kind: str  # email|person|account|iban|url|host|amount|count|object_id|secret|text
+    pointer: str
+    role: str = ""
+    target: bool = False
+    aggregate: str = "each"
+    required: bool = False
+    literal: str = ""  # for kind=secret: the task literal this value must equal
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    name: str
+    description: str = ""
+    input_schema: dict[str, Any] = field(default_factory=dict)
+    risk: RiskFacts = field(default_factory=RiskFacts)
+    groups: tuple[str, ...] = ()
+    extractors: tuple[ExtractorSpec, ...] = ()
+    sensitive_args: tuple[str, ...] = ()  # JSON pointers stored as digests in the audit log
+    data_classes: tuple[str, ...] = ()  # classification of the data the tool touches
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """A task's declared intent: purpose plus what it may reach."""
+
+    purpose: str
+    tools: frozenset[str] = frozenset()
+    tool_groups: frozenset[str] = frozenset()
+    targets: frozenset[str] = frozenset()  # normalised: emails, hosts, accounts, resources
+    literal_digests: dict[str, str] = field(default_factory=dict)  # name -> sha256 hex
+    environment: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    open_scope: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    tainted: bool = False
+    data_read: frozenset[str] = frozenset()
+    calls: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    id: str
+    agent_id: str
+    scope: Scope
+    state: TaskState
+    created_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None = None
+    parent_id: str | None = None
+    root_id: str = ""
+    depth: int = 0
+    session: SessionState = field(default_factory=SessionState)
+
+    def is_active(self, now: datetime) -> bool:
+        return self.state is TaskState.ACTIVE and now < self.expires_at
+
+
+# --------------------------------------------------------------------------- directory
+
+
+@dataclass(frozen=True, slots=True)
+class Directory:
+    """The organisation as policy sees it. All entries are normalised (lowercase)."""
+
+    domains: frozenset[str] = frozenset()  # e-mail / web domains the organisation owns
+    members: frozenset[str] = frozenset()  # e-mail addresses of people in the organisation
+    accounts: frozenset[str] = frozenset()  # own bank accounts (IBANs) and account ids
+    hosts: frozenset[str] = frozenset()  # own hosts
+    counterparties: frozenset[str] = frozenset()  # known outside emails, domains, accounts, hosts
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRequirement:
+    quorum: int
+    approvers: tuple[str, ...]  # group names; empty means any approver
+    owner_may_approve: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionError:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A decision is a value: the effect, why (determining policy ids), and what went wrong."""
+
+    effect: Effect
+    tool: str
+    policy_ids: tuple[str, ...] = ()
+    policy_version: str | None = None
+    errors: tuple[DecisionError, ...] = ()
+    approval: ApprovalRequirement | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.effect is Effect.ALLOW
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "effect": self.effect.value,
+            "tool": self.tool,
+            "policy_ids": list(self.policy_ids),
+            "policy_version": self.policy_version,
+            "errors": [{"code": e.code, "message": e.message} for e in self.errors],
+        }
+        if self.approval is not None:
+            out["approval"] = {
+                "quorum": self.approval.quorum,
+                "approvers": list(self.approval.approvers),
+                "owner_may_approve": self.approval.owner_may_approve,
+            }
+        return out
+
+
+def deny(tool: str, code: str, message: str, policy_version: str | None = None) -> Decision:
+    """A fail-closed denial carrying one error."""
+    return Decision(Effect.DENY, tool, (), policy_version, (DecisionError(code, message),), None)
+
+
+# --------------------------------------------------------------------------- audit
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One link of the hash chain. ``body`` is the canonical (RFC 8785) JSON text hashed."""
+
+    seq: int
+    kind: RecordKind
+    ts: datetime
+    action_id: str | None
+    task_id: str | None
+    agent_id: str | None
+    body: str
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A signed statement that the chain had ``hash`` at ``seq``."""
+
+    seq: int
+    hash: str
+    ts: datetime
+    key_id: str
+    signature: str  # base64url Ed25519 over the canonical checkpoint statement
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyVersion:
+    id: str
+    created_at: datetime
+    files: dict[str, str]  # relative path -> text (policies, schema, tests)
+    digest: str  # sha256 over the canonical files map
+    active: bool = False
+    note: str = ""

@@ -1,0 +1,138 @@
+"""Ports: the interfaces services depend on. Adapters implement them; services never import an
+adapter. Time and randomness enter only through ``Clock`` and ``Ids``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from tribune.core.model import (
+    Agent,
+    AgentStatus,
+    AuditRecord,
+    Checkpoint,
+    Group,
+    PolicyVersion,
+    RecordKind,
+    SessionState,
+    Task,
+    Tool,
+    User,
+)
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+        ...
+
+
+class Ids(Protocol):
+    def new(self) -> str:
+        """A fresh, unique, time-ordered id."""
+        ...
+
+
+class Signer(Protocol):
+    key_id: str
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
+class Verifier(Protocol):
+    def verify(self, key_id: str, message: bytes, signature: bytes) -> bool: ...
+
+
+class Registry(Protocol):
+    """People, agents and tools."""
+
+    def put_user(self, user: User) -> None: ...
+    def get_user(self, name: str) -> User | None: ...
+    def list_users(self) -> list[User]: ...
+    def put_group(self, group: Group) -> None: ...
+    def get_group(self, name: str) -> Group | None: ...
+    def list_groups(self) -> list[Group]: ...
+
+    def add_agent(self, agent: Agent) -> None:
+        """Insert a new agent; raise ``Conflict`` if the id exists."""
+        ...
+
+    def get_agent(self, agent_id: str) -> Agent | None: ...
+    def list_agents(self) -> list[Agent]: ...
+    def set_agent_status(self, agent_id: str, status: AgentStatus) -> None: ...
+
+    def put_tool(self, tool: Tool) -> None:
+        """Insert or replace a tool by name."""
+        ...
+
+    def get_tool(self, name: str) -> Tool | None: ...
+    def list_tools(self) -> list[Tool]: ...
+
+
+class TaskStore(Protocol):
+    def add_task(self, task: Task) -> None: ...
+    def get_task(self, task_id: str) -> Task | None: ...
+    def list_tasks(
+        self, *, agent_id: str | None = None, active_at: datetime | None = None
+    ) -> list[Task]:
+        """Tasks, newest first; with ``active_at``, only those active at that time."""
+        ...
+
+    def end_task(self, task_id: str, ended_at: datetime) -> bool:
+        """Mark the task ended; False if it was not active."""
+        ...
+
+    def update_session(self, task_id: str, session: SessionState) -> None: ...
+
+
+class PolicyStore(Protocol):
+    def add_policy_version(self, version: PolicyVersion) -> None: ...
+    def get_policy_version(self, version_id: str) -> PolicyVersion | None: ...
+    def active_policy_version(self) -> PolicyVersion | None: ...
+    def activate_policy_version(self, version_id: str) -> None:
+        """Make exactly this version active, atomically."""
+        ...
+
+    def list_policy_versions(self) -> list[PolicyVersion]: ...
+
+
+class DirectoryStore(Protocol):
+    """Targets learned from past allowed actions (the configured directory lives in config)."""
+
+    def learn_targets(self, targets: Sequence[str], at: datetime) -> None: ...
+    def learned_targets(self) -> frozenset[str]: ...
+
+
+class AuditLog(Protocol):
+    def append(
+        self,
+        kind: RecordKind,
+        ts: datetime,
+        body: dict[str, object],
+        *,
+        action_id: str | None = None,
+        task_id: str | None = None,
+        agent_id: str | None = None,
+    ) -> AuditRecord:
+        """Append one record to the chain and make it durable before returning."""
+        ...
+
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the last record; (0, GENESIS) when empty."""
+        ...
+
+    def records(self, *, after_seq: int = 0, limit: int | None = None) -> Iterator[AuditRecord]:
+        """Records in chain order with seq > after_seq."""
+        ...
+
+    def count(self) -> int: ...
+    def add_checkpoint(self, checkpoint: Checkpoint) -> None: ...
+    def checkpoints(self) -> list[Checkpoint]: ...
+
+
+class Store(Registry, TaskStore, PolicyStore, DirectoryStore, AuditLog, Protocol):
+    """Everything one database provides."""
+
+    def close(self) -> None: ...
