@@ -150,5 +150,6 @@ class ApprovalRequired(ActionDenied):
     def __init__(self, decision: Any, action_id: str) -> None:
         super().__init__(decision, action_id)
         req = decision.approval
-        self.message = f"`{decision.tool}` needs {req.quorum} approval(s) from `{','.join(req.approvers) or '*'}`"
+        who = ",".join(req.approvers) or "any approver"
+        self.message = f"`{decision.tool}` needs {req.quorum} approval(s) from `{who}`"
         self.args = (self.message,)
