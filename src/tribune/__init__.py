@@ -1,0 +1,44 @@
+"""Tribune: runtime governance for AI agents.
+
+Attribution, authorisation, execution and audit for every tool call an agent makes. The public
+surface is small and listed in ``__all__`` (guarded by a test)::
+
+    import tribune
+    tr = tribune.open()                       # ~/.tribune, created on first use
+    @tr.govern("crm.read")
+    def read_customer(customer_id: str) -> dict: ...
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tribune.core.model import ApprovalRequirement, Decision, Effect, Limits
+from tribune.errors import ActionDenied, ApprovalRequired, TribuneError
+
+if TYPE_CHECKING:
+    from tribune.bootstrap import Tribune
+
+__version__ = "0.1.0"
+
+
+def open(home: str | Path | None = None, *, create: bool = True) -> Tribune:  # noqa: A001
+    """Open (and, by default, create) the Tribune home at ``home`` (default ``TRIBUNE_HOME``
+    or ``~/.tribune``) for embedded use."""
+    from tribune.bootstrap import open_tribune
+
+    return open_tribune(home, create=create)
+
+
+__all__ = [
+    "ActionDenied",
+    "ApprovalRequired",
+    "ApprovalRequirement",
+    "Decision",
+    "Effect",
+    "Limits",
+    "TribuneError",
+    "__version__",
+    "open",
+]

@@ -153,3 +153,15 @@ class ApprovalRequired(ActionDenied):
         who = ",".join(req.approvers) or "any approver"
         self.message = f"`{decision.tool}` needs {req.quorum} approval(s) from `{who}`"
         self.args = (self.message,)
+
+
+class KeyFileInvalid(ConfigError):
+    """A key file is missing, unreadable, not a key of the expected type, or would be overwritten."""
+
+    code = "key_file_invalid"
+
+
+class KeyFileInsecure(ConfigError):
+    """A private key file is readable by group or others, or owned by another user."""
+
+    code = "key_file_insecure"

@@ -122,6 +122,14 @@ class Limits:
     max_count: int | None = None  # items affected per call
     max_calls: int | None = None  # calls per task
 
+    def inherit(self, outer: Limits) -> Limits:
+        """These limits, with each one left unset taken from ``outer``."""
+        return Limits(
+            self.max_amount if self.max_amount is not None else outer.max_amount,
+            self.max_count if self.max_count is not None else outer.max_count,
+            self.max_calls if self.max_calls is not None else outer.max_calls,
+        )
+
     def within(self, outer: Limits) -> bool:
         """True if every limit here is at most the matching limit of ``outer``."""
         for mine, theirs in (

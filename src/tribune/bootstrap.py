@@ -1,0 +1,203 @@
+"""Wiring: the only place that turns settings into adapters, services and the public facade.
+
+A Tribune home (``TRIBUNE_HOME``, default ``~/.tribune``) holds ``tribune.toml``, ``policies/``
+(the directory people author), ``keys/`` (the audit signing key) and ``tribune.db``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tribune.config import Settings, parse_settings
+from tribune.core.targets import normalise_target
+from tribune.crypto import Ed25519Signer, Ed25519Verifier, load_or_create_key_pair
+from tribune.crypto.keys import load_public_keys, save_public_key
+from tribune.errors import ConfigError
+from tribune.ports import Clock, Ids, Store
+from tribune.sdk.embedded import Governed
+from tribune.services.audit import AuditService
+from tribune.services.governor import Governor
+from tribune.services.policies import PolicyService
+from tribune.services.registry import RegistryService
+from tribune.services.tasks import TaskService
+from tribune.store import open_store
+from tribune.system import SystemClock, TimeOrderedIds
+
+CONFIG_TEMPLATE = """\
+# Tribune configuration. Every key is optional; see docs/quickstart.md and docs/policies.md.
+
+trust_domain = "tribune.local"   # agents are spiffe://<trust_domain>/agent/<name>
+environment = "development"
+
+[store]
+# url = "postgresql+psycopg://user@host/db"   # default: tribune.db in this directory
+durability = "normal"    # "normal": survives a process kill; "full": survives power loss
+
+[audit]
+checkpoint_every = 1000  # sign a checkpoint of the chain every N records
+
+[tasks]
+default_ttl = 3600
+max_ttl = 86400
+
+# The organisation as policy sees it: targets are classified internal / known / named / unknown.
+[directory]
+domains = []          # e.g. ["example.com"]
+members = []          # e-mail addresses of people in the organisation
+accounts = []         # own bank accounts (IBAN) and account ids
+hosts = []            # own hosts
+counterparties = []   # known outside e-mails, domains, accounts and hosts
+
+# Tool overrides: annotations are hints, this file wins. Example:
+# [tools."payments.pay"]
+# groups = ["payments"]
+# destructive = true
+# open_world = true
+# sensitive_args = ["/card"]
+# extractors = [
+#   { kind = "iban", pointer = "/to_account", role = "payee" },
+#   { kind = "amount", pointer = "/amount", aggregate = "sum" },
+# ]
+"""
+
+
+def resolve_home(home: Path | str | None) -> Path:
+    if home is None:
+        home = os.environ.get("TRIBUNE_HOME") or Path.home() / ".tribune"
+    return Path(home).expanduser().resolve()
+
+
+def pack_files() -> dict[str, str]:
+    """The shipped default policy pack as ``{relative path: text}``."""
+    root = resources.files("tribune.policy") / "pack"
+    out: dict[str, str] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        for child in node.iterdir():
+            name = prefix + child.name
+            if child.is_dir():
+                if child.name != "__pycache__":
+                    walk(child, name + "/")
+            elif child.name.endswith((".cedar", ".cedarschema", ".yaml", ".yml")):
+                out[name] = child.read_text(encoding="utf-8")
+
+    walk(root, "")
+    return out
+
+
+def load_settings(home: Path) -> Settings:
+    path = home / "tribune.toml"
+    if not path.exists():
+        return Settings()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"`{path}` is not valid TOML: {exc}") from None
+    return parse_settings(raw, normalise_target)
+
+
+class Tribune(Governed):
+    """An open Tribune: services over one store. Use ``tribune.open()`` to get one."""
+
+    def __init__(
+        self,
+        home: Path,
+        settings: Settings,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        ids: Ids | None = None,
+    ) -> None:
+        self.home = home
+        self.settings = settings
+        self.store = store
+        self.clock = clock or SystemClock()
+        self.ids = ids or TimeOrderedIds()
+        keys = home / "keys"
+        pair = load_or_create_key_pair(keys)
+        if not (keys / f"{pair.key_id}.pub.pem").exists():
+            save_public_key(keys, pair.public_key)
+        verifier = Ed25519Verifier(load_public_keys(keys))
+        if not verifier.knows(pair.key_id):
+            verifier.add(pair.public_key)
+        self.audit = AuditService(
+            store, self.clock, Ed25519Signer(pair), verifier,
+            checkpoint_every=settings.checkpoint_every,
+        )
+        self.registry = RegistryService(store, self.clock, self.audit, settings.trust_domain)
+        self.tasks = TaskService(
+            store, self.clock, self.ids, self.audit, self.registry, normalise_target,
+            default_ttl=settings.default_task_ttl, max_ttl=settings.max_task_ttl,
+        )
+        self.policies = PolicyService(store, self.clock, self.ids, self.audit)
+        self.governor = Governor(store, self.clock, self.ids, self.audit, self.policies, settings)
+        super().__init__(self)
+
+    def close(self) -> None:
+        """Write a final checkpoint and close the store."""
+        try:
+            self.audit.checkpoint()
+        finally:
+            self.store.close()
+
+    def __enter__(self) -> Tribune:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _store_url(home: Path, settings: Settings) -> str:
+    return settings.store_url or f"sqlite:///{home / 'tribune.db'}"
+
+
+def init_home(home: Path) -> Path:
+    """Create (or complete) a home: config, policy pack, keys, database, active policy."""
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    config = home / "tribune.toml"
+    if not config.exists():
+        config.write_text(CONFIG_TEMPLATE, encoding="utf-8")
+    policies = home / "policies"
+    if not policies.exists():
+        copy_pack(policies)
+    with open_tribune(home) as tr:
+        if tr.store.active_policy_version() is None:
+            tr.policies.activate_dir(policies, note="initial: default policy pack")
+    return home
+
+
+def open_tribune(
+    home: Path | str | None = None,
+    *,
+    create: bool = False,
+    clock: Clock | None = None,
+    ids: Ids | None = None,
+) -> Tribune:
+    """Open the Tribune at ``home``; with ``create``, initialise it first if missing."""
+    path = resolve_home(home)
+    if not (path / "tribune.toml").exists():
+        if not create:
+            raise ConfigError(
+                f"no Tribune home at `{path}`", hint="run `tribune init` or pass --home"
+            )
+        init_home(path)
+    settings = load_settings(path)
+    store = open_store(_store_url(path, settings), durability=settings.durability)
+    try:
+        return Tribune(path, settings, store, clock=clock, ids=ids)
+    except BaseException:
+        store.close()
+        raise
+
+
+def copy_pack(dest: Path) -> None:
+    """Write the default policy pack into ``dest`` (for users to copy and edit)."""
+    for rel, text in pack_files().items():
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+

@@ -1,0 +1,90 @@
+"""`tribune audit tail|verify|export`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from tribune.cli.common import EXIT_FAILURE, HomeOption, console, err_console, opened
+from tribune.core.audit import envelope
+
+audit = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+
+
+def _progress(total: int) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,}"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=not err_console.is_terminal or total < 50_000,
+    )
+
+
+@audit.command("tail")
+def tail(
+    n: Annotated[int, typer.Option("-n", help="How many records.")] = 20,
+    home: HomeOption = None,
+) -> None:
+    """Print the last N records as JSON lines."""
+    with opened(home) as tr:
+        for record in tr.audit.tail(n):
+            sys.stdout.write(json.dumps(envelope(record) | {"hash": record.hash}) + "\n")
+
+
+@audit.command("verify")
+def verify(
+    strict: Annotated[bool, typer.Option(help="Also check every body is canonical.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Verify the hash chain and signed checkpoints; name the first bad record."""
+    with opened(home) as tr:
+        total = tr.store.count()
+        with _progress(total) as bar:
+            job = bar.add_task("verifying", total=total)
+            report = tr.audit.verify(progress=lambda n: bar.update(job, completed=n),
+                                     strict=strict)
+    if report.ok:
+        console.print(
+            f"[green]ok[/]: {report.checked:,} records, "
+            f"{report.checkpoints_verified} signed checkpoint(s) verified"
+        )
+        return
+    console.print(f"[red]TAMPERED[/] at record {report.first_bad_seq}: {report.problem}",
+                  highlight=False)
+    if getattr(report, "message", None):
+        console.print(f"  {report.message}", highlight=False)
+    raise typer.Exit(EXIT_FAILURE)
+
+
+@audit.command("export")
+def export(
+    fmt: Annotated[str, typer.Option("--format", help="Only `jsonl` for now.")] = "jsonl",
+    out: Annotated[Path | None, typer.Option("-o", "--output", help="File (default stdout).")] = None,
+    after: Annotated[int, typer.Option(help="Only records after this seq.")] = 0,
+    home: HomeOption = None,
+) -> None:
+    """Export records (and checkpoints) as JSON lines that verify offline."""
+    if fmt != "jsonl":
+        err_console.print(f"error[invalid_input]: unknown format `{fmt}`")
+        raise typer.Exit(2)
+    with opened(home) as tr:
+        total = tr.store.count()
+        stream = out.open("w", encoding="utf-8") if out else sys.stdout
+        try:
+            with _progress(total) as bar:
+                job = bar.add_task("exporting", total=total)
+                n = tr.audit.export_jsonl(stream, after_seq=after,
+                                          progress=lambda k: bar.update(job, completed=k))
+        finally:
+            if out:
+                stream.close()
+    if out:
+        console.print(f"exported {n:,} records to {out}")

@@ -1,0 +1,87 @@
+"""Shared CLI plumbing: the home option, opening Tribune, output and error → exit-code mapping."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from tribune.errors import InvalidInput, NotFound, PolicyInvalid, TribuneError
+
+console = Console()
+err_console = Console(stderr=True)
+
+HomeOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--home",
+        envvar="TRIBUNE_HOME",
+        help="Tribune home directory (default: ~/.tribune).",
+        show_default=False,
+    ),
+]
+
+# Exit codes: 0 ok/allow, 1 failure, 2 bad input, 3 deny, 4 approval required.
+EXIT_FAILURE, EXIT_INPUT, EXIT_DENY, EXIT_APPROVAL = 1, 2, 3, 4
+
+
+def exit_code_for(error: TribuneError) -> int:
+    if isinstance(error, InvalidInput | NotFound | PolicyInvalid):
+        return EXIT_INPUT
+    return EXIT_FAILURE
+
+
+def fail(error: TribuneError) -> typer.Exit:
+    err_console.print(f"[bold red]error[/][{error.code}]: {error.message}", highlight=False)
+    problems = getattr(error, "problems", None)
+    for problem in problems or []:
+        err_console.print(f"  {problem}", highlight=False, markup=False)
+    if error.hint:
+        err_console.print(f"  hint: {error.hint}", highlight=False)
+    return typer.Exit(exit_code_for(error))
+
+
+@contextmanager
+def errors() -> Iterator[None]:
+    """Turn Tribune errors into a message and an exit code; never a traceback."""
+    try:
+        yield
+    except TribuneError as exc:
+        raise fail(exc) from None
+
+
+@contextmanager
+def opened(home: Path | None) -> Iterator[Any]:
+    from tribune.bootstrap import open_tribune
+
+    with errors():
+        tr = open_tribune(home)
+        try:
+            yield tr
+        finally:
+            tr.close()
+
+
+def emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def read_json_arg(text: str, what: str) -> Any:
+    """Parse JSON given inline, as ``@file``, or ``-`` for standard input."""
+    if text == "-":
+        text = sys.stdin.read()
+    elif text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InvalidInput(f"cannot read `{text[1:]}`: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno}") from None

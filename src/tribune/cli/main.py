@@ -1,0 +1,65 @@
+"""The `tribune` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tribune.cli.audit import audit
+from tribune.cli.common import HomeOption, console, errors
+from tribune.cli.people import agents, groups, tools, users
+from tribune.cli.policy import policy
+from tribune.cli.tasks import check, tasks
+
+app = typer.Typer(
+    name="tribune",
+    help="Runtime governance for AI agents: every tool call decided, recorded and attributable.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(users, name="user")
+app.add_typer(groups, name="group")
+app.add_typer(agents, name="agent")
+app.add_typer(tools, name="tool")
+app.add_typer(tasks, name="task")
+app.add_typer(policy, name="policy")
+app.add_typer(audit, name="audit")
+app.command("check")(check)
+
+
+@app.command()
+def init(home: HomeOption = None) -> None:
+    """Create a Tribune home: tribune.toml, the default policy pack (active), keys, database."""
+    from tribune.bootstrap import init_home, resolve_home
+
+    with errors():
+        path = init_home(resolve_home(home))
+    console.print(f"[green]initialised[/] {path}")
+    console.print("  policies/    the default policy pack (edit, then `tribune policy activate`)")
+    console.print("  keys/        the audit signing key (keep it private)")
+    console.print("  tribune.db   the embedded SQLite store")
+
+
+@app.command()
+def demo(
+    home: Annotated[
+        Path | None, typer.Option("--home", help="Run in this home instead of a temporary one.")
+    ] = None,
+) -> None:
+    """A scripted tour: allowed read, denied out-of-intent call, approval-required send,
+    production destructive action needing two approvers, and a clean audit verify."""
+    from tribune.cli.demo import run_demo
+
+    with errors():
+        run_demo(home)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

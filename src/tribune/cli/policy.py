@@ -1,0 +1,73 @@
+"""`tribune policy validate|test|activate|list|rollback`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from tribune.cli.common import EXIT_FAILURE, HomeOption, console, errors, opened
+
+policy = typer.Typer(help="Policy versions: validate, test, activate.", no_args_is_help=True)
+
+Dir = Annotated[Path, typer.Argument(help="Policy directory: *.cedar, schema, tests/*.yaml.")]
+
+
+@policy.command("validate")
+def validate(directory: Dir) -> None:
+    """Parse DIRECTORY and validate it against the schema. Changes nothing."""
+    from tribune.policy.bundle import compile_bundle, load_bundle
+
+    with errors():
+        compiled = compile_bundle(load_bundle(directory).files)
+    console.print(f"[green]valid[/]: {len(compiled.policy_ids)} policies")
+
+
+@policy.command("test")
+def test(directory: Dir) -> None:
+    """Validate DIRECTORY and run its policy tests. Changes nothing."""
+    from tribune.policy.bundle import compile_bundle, load_bundle
+    from tribune.policy.testing import load_cases, run_policy_tests
+
+    with errors():
+        files = load_bundle(directory).files
+        results = run_policy_tests(compile_bundle(files), load_cases(files))
+    failed = [r for r in results if not r.passed]
+    for r in failed:
+        console.print(f"[red]FAIL[/] {r.describe()}", highlight=False)
+    console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+@policy.command("activate")
+def activate(directory: Dir, note: str = "", home: HomeOption = None) -> None:
+    """Validate and test DIRECTORY, store it as a new immutable version and activate it.
+
+    A version that fails is refused and the active one stays.
+    """
+    with opened(home) as tr:
+        version = tr.policies.activate_dir(directory, note=note)
+    console.print(f"[green]activated[/] policy version {version.id} ({version.digest[:19]}…)")
+
+
+@policy.command("list")
+def list_versions(home: HomeOption = None) -> None:
+    """List stored policy versions."""
+    with opened(home) as tr:
+        table = Table("id", "active", "created", "files", "note")
+        for v in tr.store.list_policy_versions():
+            table.add_row(v.id, "*" if v.active else "", v.created_at.strftime("%Y-%m-%d %H:%M"),
+                          str(len(v.files)), v.note)
+    console.print(table)
+
+
+@policy.command("rollback")
+def rollback(version_id: str, home: HomeOption = None) -> None:
+    """Re-activate a stored version."""
+    with opened(home) as tr:
+        tr.policies.rollback(version_id)
+    console.print(f"[green]activated[/] policy version {version_id}")
+

@@ -1,0 +1,383 @@
+"""The governed decision path for one tool call.
+
+    decide(): load task, agent, tool → extract facts → INTENT record (durable) → Cedar →
+              DECISION record (durable) → a ``Verdict``
+    finish(): RESULT record → session state (taint, data read, calls) → learned targets
+
+Every error on this path becomes a recorded denial (fail closed). Only malformed input raises,
+before anything is stored.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from tribune.config import Settings
+from tribune.core.canonical import digest
+from tribune.core.context import build_context
+from tribune.core.extract import ArgFacts, extract, redact
+from tribune.core.model import (
+    Agent,
+    AgentStatus,
+    Decision,
+    Effect,
+    RecordKind,
+    ResultStatus,
+    SessionState,
+    Task,
+    Tool,
+    deny,
+)
+from tribune.core.taint import ResultClassifier, taints
+from tribune.core.targets import classify, links_unknown, target_facts
+from tribune.errors import InvalidInput, TribuneError
+from tribune.policy.request import PolicyRequest
+from tribune.ports import Clock, Ids, Store
+from tribune.services.audit import AuditService
+from tribune.services.policies import PolicyService
+
+MAX_ARGUMENT_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of ``decide``: the action's id, its decision and what it was bound to."""
+
+    action_id: str
+    action_digest: str
+    decision: Decision
+    task_id: str
+    agent_id: str | None
+    tool: str
+    targets: tuple[str, ...] = ()
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision.allowed
+
+
+class _Denied(Exception):
+    """Internal: stop building the request and deny with this decision."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(slots=True)
+class _Cached:
+    value: Any
+    at: float
+
+
+class Governor:
+    """Decides and records governed calls. Thread-safe."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        ids: Ids,
+        audit: AuditService,
+        policies: PolicyService,
+        settings: Settings,
+        *,
+        classifier: ResultClassifier | None = None,
+        cache_seconds: float = 1.0,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.ids = ids
+        self.audit = audit
+        self.policies = policies
+        self.settings = settings
+        self.classifier = classifier
+        self.cache_seconds = cache_seconds
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, str], _Cached] = {}
+        self._learned = _Cached(frozenset(), -1e9)
+
+    # ----------------------------------------------------------------- lookups
+
+    def _cached(self, kind: str, key: str, load: Any) -> Any:
+        """Agents, owners and tools change rarely; re-read them at most every cache_seconds.
+
+        INVARIANT: tasks are never cached: a task ended elsewhere is denied at once.
+        """
+        now = time.monotonic()
+        hit = self._cache.get((kind, key))
+        if hit is not None and now - hit.at < self.cache_seconds:
+            return hit.value
+        value = load(key)
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[(kind, key)] = _Cached(value, now)
+        return value
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._cache.clear()
+            self._learned = _Cached(frozenset(), -1e9)
+
+    def effective_tool(self, name: str) -> Tool | None:
+        """The registered tool with configured overrides on top; None when neither exists."""
+        registered = self.store.get_tool(name)
+        override = self.settings.tools.get(name)
+        if override is not None:
+            return override.apply(registered)
+        return registered
+
+    def _owner_groups(self, agent: Agent) -> tuple[tuple[str, ...], str]:
+        if agent.owner.kind != "user":
+            return (), ""
+        user = self.store.get_user(agent.owner.name)
+        return (user.groups, user.email) if user else ((), "")
+
+    def _learned_targets(self) -> frozenset[str]:
+        now = time.monotonic()
+        if now - self._learned.at >= self.cache_seconds:
+            self._learned = _Cached(self.store.learned_targets(), now)
+        value: frozenset[str] = self._learned.value
+        return value
+
+    # ----------------------------------------------------------------- decide
+
+    def decide(
+        self,
+        task_id: str,
+        tool_name: str,
+        arguments: Mapping[str, Any],
+        *,
+        approvals: int = 0,
+        environment: str | None = None,
+    ) -> Verdict:
+        """Decide one call and record its intent and decision durably before returning."""
+        if not isinstance(task_id, str) or not task_id:
+            raise InvalidInput("a call needs a task id")
+        if not isinstance(tool_name, str) or not tool_name:
+            raise InvalidInput("a call needs a tool name")
+        if not isinstance(arguments, Mapping):
+            raise InvalidInput("arguments must be a JSON object")
+        try:
+            arguments_digest = digest(dict(arguments))
+        except Exception:
+            raise InvalidInput("arguments must be JSON values (objects, lists, text, numbers)") \
+                from None
+        action_id = self.ids.new()
+        action_digest = digest({"task": task_id, "tool": tool_name, "arguments": arguments_digest})
+
+        task: Task | None = None
+        agent: Agent | None = None
+        tool: Tool | None = None
+        facts: ArgFacts | None = None
+        failure: _Denied | None = None
+        try:
+            task, agent, tool = self._load(task_id, tool_name)
+            facts = extract(tool, arguments, task.scope.literal_digests)
+        except _Denied as exc:
+            failure = exc
+        except TribuneError as exc:
+            failure = _Denied(exc.code, exc.message)
+        except Exception as exc:  # fail closed on anything unexpected
+            failure = _Denied("internal_error", f"{type(exc).__name__} while preparing the call")
+
+        self.audit.record(
+            RecordKind.INTENT,
+            {
+                "tool": tool_name,
+                "arguments": self._recordable(tool, arguments, facts),
+                "arguments_digest": arguments_digest,
+                "action_digest": action_digest,
+                "purpose": task.scope.purpose if task else None,
+                "owner": str(agent.owner) if agent else None,
+                "environment": environment,
+            },
+            action_id=action_id,
+            task_id=task_id,
+            agent_id=agent.id if agent else None,
+        )
+
+        targets: list[dict[str, str]] = []
+        context: dict[str, Any] | None = None
+        if failure is not None or task is None or agent is None or tool is None or facts is None:
+            assert failure is not None
+            decision = deny(tool_name, failure.code, failure.message)
+        else:
+            try:
+                decision, context, targets = self._evaluate(
+                    task, agent, tool, facts, approvals, environment
+                )
+            except Exception as exc:  # fail closed
+                decision = deny(tool_name, "internal_error", f"{type(exc).__name__} in decision")
+
+        self.audit.record(
+            RecordKind.DECISION,
+            {
+                **decision.to_dict(),
+                "action_digest": action_digest,
+                "risk": _risk(tool),
+                "targets": targets,
+                "context": _summary(context),
+            },
+            action_id=action_id,
+            task_id=task_id,
+            agent_id=agent.id if agent else None,
+        )
+        return Verdict(
+            action_id=action_id,
+            action_digest=action_digest,
+            decision=decision,
+            task_id=task_id,
+            agent_id=agent.id if agent else None,
+            tool=tool_name,
+            targets=tuple(t["value"] for t in targets if t["class"] != "internal"),
+        )
+
+    def _load(self, task_id: str, tool_name: str) -> tuple[Task, Agent, Tool]:
+        task = self.store.get_task(task_id)
+        if task is None:
+            raise _Denied("unknown_task", f"unknown task `{task_id}`")
+        if not task.is_active(self.clock.now()):
+            state = "ended" if task.state.value == "ended" else "expired"
+            raise _Denied("task_inactive", f"task `{task_id}` has {state}")
+        agent: Agent | None = self._cached("agent", task.agent_id, self.store.get_agent)
+        if agent is None:
+            raise _Denied("unknown_agent", f"unknown agent `{task.agent_id}`")
+        if agent.status is not AgentStatus.ACTIVE:
+            raise _Denied("agent_inactive", f"agent `{agent.name}` is {agent.status.value}")
+        tool: Tool | None = self._cached("tool", tool_name, self.effective_tool)
+        if tool is None:
+            raise _Denied("unknown_tool", f"unknown tool `{tool_name}`")
+        return task, agent, tool
+
+    def _evaluate(
+        self,
+        task: Task,
+        agent: Agent,
+        tool: Tool,
+        facts: ArgFacts,
+        approvals: int,
+        environment: str | None,
+    ) -> tuple[Decision, dict[str, Any], list[dict[str, str]]]:
+        compiled = self.policies.active()
+        if compiled is None:
+            return deny(tool.name, "no_active_policy", "no policy version is active"), {}, []
+        directory = self.settings.directory
+        learned = self._learned_targets()
+        named = task.scope.targets
+        classes = [classify(t, directory, named, learned) for t in facts.targets]
+        context = build_context(
+            task,
+            tool,
+            facts,
+            target_facts(facts.targets, classes),
+            links_unknown=links_unknown(facts.links, directory, named, learned),
+            approvals=approvals,
+            environment=environment,
+        )
+        owner_groups, owner_email = self._cached("owner", agent.id, lambda _: self._owner_groups(
+            agent))
+        request = PolicyRequest(
+            agent=agent,
+            owner_groups=owner_groups,
+            owner_email=owner_email,
+            tool=tool,
+            context=context,
+            cache_key=task.id,
+        )
+        decision = compiled.decide(request)
+        targets = [
+            {"kind": t.kind, "value": t.value, "role": t.role, "class": c.value}
+            for t, c in zip(facts.targets, classes, strict=True)
+        ]
+        return decision, context, targets
+
+    @staticmethod
+    def _recordable(tool: Tool | None, arguments: Mapping[str, Any], facts: ArgFacts | None) -> Any:
+        """Arguments as the audit log may keep them: sensitive ones as digests; when the tool is
+        unknown or the arguments carry credential-like strings, only a digest of the whole."""
+        if tool is None or facts is None or facts.secrets:
+            return {"digest": digest(dict(arguments))}
+        if tool.sensitive_args:
+            return redact(dict(arguments), list(tool.sensitive_args))
+        return dict(arguments)
+
+    # ----------------------------------------------------------------- result
+
+    def finish(
+        self,
+        verdict: Verdict,
+        status: ResultStatus,
+        *,
+        output: Any = None,
+        duration_ms: float = 0.0,
+        error: str | None = None,
+    ) -> None:
+        """Record what happened to an allowed call and update the task's session state."""
+        body: dict[str, Any] = {
+            "status": status.value,
+            "duration_ms": round(duration_ms, 3),
+            "action_digest": verdict.action_digest,
+        }
+        if output is not None:
+            try:
+                body["output_digest"] = digest(output)
+            except Exception:
+                body["output_digest"] = digest(repr(output))
+        if error:
+            body["error"] = error[:500]
+        self.audit.record(
+            RecordKind.RESULT,
+            body,
+            action_id=verdict.action_id,
+            task_id=verdict.task_id,
+            agent_id=verdict.agent_id,
+        )
+        if not verdict.allowed or status is not ResultStatus.OK:
+            return
+        task = self.store.get_task(verdict.task_id)
+        tool = self._cached("tool", verdict.tool, self.effective_tool)
+        if task is None or tool is None:
+            return
+        session = task.session
+        session = SessionState(
+            tainted=session.tainted or taints(tool, output, self.classifier),
+            data_read=session.data_read | frozenset(tool.data_classes),
+            calls=session.calls + 1,
+        )
+        self.store.update_session(task.id, session)
+        if verdict.targets:
+            self.store.learn_targets(list(verdict.targets), self.clock.now())
+            self._learned = _Cached(frozenset(), -1e9)
+
+
+def _risk(tool: Tool | None) -> dict[str, Any] | None:
+    if tool is None:
+        return None
+    r = tool.risk
+    return {
+        "read_only": r.read_only,
+        "destructive": r.destructive,
+        "idempotent": r.idempotent,
+        "open_world": r.open_world,
+        "untrusted_output": r.untrusted_output,
+        "groups": list(tool.groups),
+    }
+
+
+def _summary(context: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The context as recorded: everything but the task id (already on the record)."""
+    if not context:
+        return None
+    out = dict(context)
+    out["task"] = {k: v for k, v in context["task"].items() if k != "id"}
+    return out
+
+
+__all__ = ["Effect", "Governor", "Verdict", "replace"]

@@ -1,0 +1,184 @@
+"""Tasks: an agent starts one with a declared intent (scope within its entitlements) and a TTL."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from tribune.core.model import (
+    Agent,
+    AgentStatus,
+    Limits,
+    RecordKind,
+    Scope,
+    Task,
+    TaskState,
+    check_name,
+)
+from tribune.errors import (
+    AgentInactive,
+    InvalidInput,
+    ScopeExceedsEntitlements,
+    UnknownTask,
+)
+from tribune.ports import Clock, Ids, Store
+from tribune.services.registry import Events, RegistryService
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeRequest:
+    """What an agent asks for when it starts a task. Literals arrive in clear and are kept only
+    as digests."""
+
+    purpose: str
+    tools: Iterable[str] = ()
+    tool_groups: Iterable[str] = ()
+    targets: Iterable[str] = ()
+    literals: Mapping[str, str] = field(default_factory=dict)
+    environment: str | None = None
+    limits: Limits = field(default_factory=Limits)
+    open_scope: bool = False
+
+
+def literal_digest(value: str) -> str:
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def check_within(agent: Agent, scope: Scope) -> None:
+    """Raise ``ScopeExceedsEntitlements`` naming the first part of ``scope`` the agent may never
+    be granted."""
+    ent = agent.entitlements
+    if scope.open_scope and not ent.open_scope:
+        raise ScopeExceedsEntitlements(
+            f"agent `{agent.name}` may not start open-scope tasks",
+            hint="declare the tools and targets the task needs",
+        )
+    for tool in sorted(scope.tools):
+        if tool not in ent.tools:
+            raise ScopeExceedsEntitlements(
+                f"tool `{tool}` is outside the entitlements of `{agent.name}`"
+            )
+    for group in sorted(scope.tool_groups):
+        if group not in ent.tool_groups:
+            raise ScopeExceedsEntitlements(
+                f"tool group `{group}` is outside the entitlements of `{agent.name}`"
+            )
+    if scope.environment is not None and scope.environment not in ent.environments:
+        raise ScopeExceedsEntitlements(
+            f"environment `{scope.environment}` is outside the entitlements of `{agent.name}`"
+        )
+    if not scope.limits.within(ent.limits):
+        raise ScopeExceedsEntitlements(f"limits exceed the entitlements of `{agent.name}`")
+
+
+class TaskService:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        ids: Ids,
+        events: Events,
+        registry: RegistryService,
+        normalise_target: object,
+        *,
+        default_ttl: int = 3600,
+        max_ttl: int = 86400,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.ids = ids
+        self.events = events
+        self.registry = registry
+        self.normalise = normalise_target
+        self.default_ttl = default_ttl
+        self.max_ttl = max_ttl
+
+    def start(self, agent_ref: str, request: ScopeRequest, *, ttl: int | None = None) -> Task:
+        """Start a task for an active agent; its scope must lie within the agent's entitlements."""
+        agent = self.registry.resolve_agent(agent_ref)
+        if agent.status is not AgentStatus.ACTIVE:
+            raise AgentInactive(f"agent `{agent.name}` is {agent.status.value}")
+        if not request.purpose.strip():
+            raise InvalidInput("a task needs a purpose", hint="say what the task is for")
+        ttl = self.default_ttl if ttl is None else ttl
+        if not 0 < ttl <= self.max_ttl:
+            raise InvalidInput(f"ttl `{ttl}` must be between 1 and {self.max_ttl} seconds")
+        environment = request.environment or agent.environment
+        normalise = self.normalise
+        assert callable(normalise)
+        try:
+            targets = frozenset(normalise(t) for t in request.targets)
+        except Exception as exc:
+            raise InvalidInput(f"invalid target in scope: {exc}") from None
+        scope = Scope(
+            purpose=request.purpose.strip(),
+            tools=frozenset(check_name("tool", t) for t in request.tools),
+            tool_groups=frozenset(check_name("tool group", g) for g in request.tool_groups),
+            targets=targets,
+            literal_digests={
+                check_name("literal", k): literal_digest(v) for k, v in request.literals.items()
+            },
+            environment=check_name("environment", environment),
+            limits=request.limits.inherit(agent.entitlements.limits),
+            open_scope=request.open_scope,
+        )
+        if not (scope.open_scope or scope.tools or scope.tool_groups):
+            raise InvalidInput(
+                "a task must declare the tools or tool groups it needs, or be open-scope"
+            )
+        check_within(agent, scope)
+        now = self.clock.now()
+        task_id = self.ids.new()
+        task = Task(
+            id=task_id,
+            agent_id=agent.id,
+            scope=scope,
+            state=TaskState.ACTIVE,
+            created_at=now,
+            expires_at=now + timedelta(seconds=ttl),
+            root_id=task_id,
+        )
+        self.store.add_task(task)
+        self.events.record(
+            RecordKind.EVENT,
+            {
+                "event": "task_started",
+                "purpose": scope.purpose,
+                "tools": sorted(scope.tools),
+                "tool_groups": sorted(scope.tool_groups),
+                "targets": sorted(scope.targets),
+                "literals": sorted(scope.literal_digests),
+                "environment": scope.environment,
+                "open_scope": scope.open_scope,
+                "expires_at": task.expires_at.isoformat(),
+            },
+            task_id=task.id,
+            agent_id=agent.id,
+        )
+        return task
+
+    def get(self, task_id: str) -> Task:
+        task = self.store.get_task(task_id)
+        if task is None:
+            raise UnknownTask(f"unknown task `{task_id}`")
+        return task
+
+    def end(self, task_id: str) -> Task:
+        """End a task; later calls in it are denied. Ending an ended task changes nothing."""
+        task = self.get(task_id)
+        if self.store.end_task(task_id, self.clock.now()):
+            self.events.record(
+                RecordKind.EVENT,
+                {"event": "task_ended"},
+                task_id=task_id,
+                agent_id=task.agent_id,
+            )
+        return self.get(task_id)
+
+    def list(self, *, agent_ref: str | None = None, active_only: bool = False) -> list[Task]:
+        agent_id = self.registry.resolve_agent(agent_ref).id if agent_ref else None
+        return self.store.list_tasks(
+            agent_id=agent_id, active_at=self.clock.now() if active_only else None
+        )

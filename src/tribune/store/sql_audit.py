@@ -1,0 +1,233 @@
+"""The audit log on SQL: an append-only, hash-chained table and its signed checkpoints.
+
+An append reads the chain head, links the new record to it and inserts it in ONE transaction
+that holds the database's append lock, so concurrent appenders (threads, processes, replicas)
+never fork the chain. SQLite: ``BEGIN IMMEDIATE`` on one dedicated raw ``sqlite3`` connection,
+because SQLAlchemy Core's per-statement overhead would dominate this hot path.
+PostgreSQL: Core under ``pg_advisory_xact_lock``. Reading streams keyset batches.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Engine, func, insert, select
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import PoolProxiedConnection
+
+from tribune.core.audit import GENESIS, link
+from tribune.core.model import AuditRecord, Checkpoint, RecordKind
+from tribune.errors import AuditIntegrityError, Conflict, InvalidInput, StoreError
+from tribune.store.codec import check_aware, from_micros, to_micros
+from tribune.store.engine import AUDIT_LOCK, read_tx, translate_errors, write_tx
+from tribune.store.tables import audit_checkpoints, audit_records
+
+BATCH = 5000
+_KINDS = {k.value: k for k in RecordKind}
+_HEAD = select(audit_records.c.seq, audit_records.c.hash).order_by(audit_records.c.seq.desc())
+_HEAD = _HEAD.limit(1)
+_INSERT = insert(audit_records)
+# The SQLite append path's statements, compiled once from the table definition.
+_SQLITE_HEAD = str(_HEAD.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+_compiled_insert = _INSERT.compile(dialect=sqlite.dialect())
+_SQLITE_INSERT = str(_compiled_insert)
+_INSERT_ORDER = tuple(_compiled_insert.positiontup or ())
+
+
+class SqlAuditLog:
+    """``tribune.ports.AuditLog`` on SQLite or PostgreSQL.
+
+    ``engine`` comes from ``engine.make_engine`` and its database is migrated (``SqlStore``
+    does both).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._closed = False
+        self._dialect = engine.dialect.name
+        self._append_lock = threading.Lock()
+        # the raw connection the SQLite append path keeps for itself (taken from the pool)
+        self._raw: PoolProxiedConnection | None = None
+        if self._dialect == "sqlite":
+            with translate_errors():
+                self._raw = engine.raw_connection()
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (for diagnostics and tests); ``StoreError`` once closed."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        return self._engine
+
+    def close(self) -> None:
+        """Release every connection. Using the store afterwards raises ``StoreError``."""
+        with self._append_lock:
+            self._closed = True
+            if self._raw is not None:
+                self._raw.close()
+                self._raw = None
+        self._engine.dispose()
+
+    # ------------------------------------------------------------------ append
+
+    def append(
+        self,
+        kind: RecordKind,
+        ts: datetime,
+        body: dict[str, object],
+        *,
+        action_id: str | None = None,
+        task_id: str | None = None,
+        agent_id: str | None = None,
+    ) -> AuditRecord:
+        """Append one record to the chain; it is committed (durable) when this returns."""
+        check_aware(ts)
+        ids = {"action_id": action_id, "task_id": task_id, "agent_id": agent_id}
+        if self._dialect == "sqlite":
+            return self._append_sqlite(kind, ts, body, ids)
+        with write_tx(self.engine, lock=AUDIT_LOCK) as conn:
+            row = conn.execute(_HEAD).first()
+            seq, prev = (row[0], row[1]) if row is not None else (0, GENESIS)
+            record = _link(seq + 1, prev, kind, ts, body, ids)
+            conn.execute(_INSERT, _row(record))
+        return record
+
+    def _append_sqlite(
+        self, kind: RecordKind, ts: datetime, body: dict[str, object], ids: dict[str, Any]
+    ) -> AuditRecord:
+        with self._append_lock, translate_errors():
+            if self._raw is None:
+                raise StoreError("the store is closed")
+            conn = cast(sqlite3.Connection, self._raw.driver_connection)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute(_SQLITE_HEAD).fetchone()
+                seq, prev = row if row is not None else (0, GENESIS)
+                record = _link(seq + 1, prev, kind, ts, body, ids)
+                values = _row(record)
+                conn.execute(_SQLITE_INSERT, [values[c] for c in _INSERT_ORDER])
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        return record
+
+    # ------------------------------------------------------------------ read
+
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the last record; (0, GENESIS) when empty."""
+        with read_tx(self.engine) as conn:
+            row = conn.execute(_HEAD).first()
+        return (int(row[0]), str(row[1])) if row is not None else (0, GENESIS)
+
+    def records(self, *, after_seq: int = 0, limit: int | None = None) -> Iterator[AuditRecord]:
+        """Records with seq > ``after_seq`` in chain order, read in batches of ``BATCH``.
+
+        Each batch is its own short read, so a long stream holds no lock or snapshot.
+        """
+        if limit is not None and limit < 0:
+            raise InvalidInput(f"invalid limit `{limit}`")
+        left = limit
+        stmt = select(audit_records).order_by(audit_records.c.seq)
+        while left is None or left > 0:
+            size = BATCH if left is None else min(BATCH, left)
+            with read_tx(self.engine) as conn:
+                rows = conn.execute(
+                    stmt.where(audit_records.c.seq > after_seq).limit(size)
+                ).all()
+            for row in rows:
+                # INVARIANT: select(audit_records) yields columns in _record's argument order
+                yield _record(*row)
+            if len(rows) < size:
+                return
+            after_seq = rows[-1][0]
+            if left is not None:
+                left -= len(rows)
+
+    def count(self) -> int:
+        """How many records the log holds."""
+        with read_tx(self.engine) as conn:
+            return int(conn.scalar(select(func.count()).select_from(audit_records)) or 0)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def add_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Store a signed checkpoint; ``Conflict`` if one exists for its seq and key."""
+        values = {
+            "seq": checkpoint.seq,
+            "key_id": checkpoint.key_id,
+            "hash": checkpoint.hash,
+            "ts": to_micros(checkpoint.ts),
+            "signature": checkpoint.signature,
+        }
+        with write_tx(self.engine) as conn:
+            try:
+                conn.execute(insert(audit_checkpoints).values(values))
+            except IntegrityError:
+                raise Conflict(
+                    f"checkpoint at seq {checkpoint.seq} by key `{checkpoint.key_id}` exists"
+                ) from None
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """All checkpoints by seq, then key id."""
+        c = audit_checkpoints.c
+        with read_tx(self.engine) as conn:
+            rows = conn.execute(select(audit_checkpoints).order_by(c.seq, c.key_id)).all()
+        return [
+            Checkpoint(seq=r.seq, hash=r.hash, ts=from_micros(r.ts), key_id=r.key_id,
+                       signature=r.signature)
+            for r in rows
+        ]
+
+
+def _link(
+    seq: int,
+    prev: str,
+    kind: RecordKind,
+    ts: datetime,
+    body: dict[str, object],
+    ids: dict[str, Any],
+) -> AuditRecord:
+    try:
+        return link(seq, prev, kind, ts, body, **ids)
+    except (ValueError, TypeError) as e:  # rfc8785 refuses values JSON cannot hold
+        raise InvalidInput(f"audit body is not JSON: {e}") from None
+
+
+def _row(record: AuditRecord) -> dict[str, Any]:
+    return {
+        "seq": record.seq,
+        "kind": record.kind.value,
+        "ts": to_micros(record.ts),
+        "action_id": record.action_id,
+        "task_id": record.task_id,
+        "agent_id": record.agent_id,
+        "body": record.body,
+        "prev_hash": record.prev_hash,
+        "hash": record.hash,
+    }
+
+
+def _record(
+    seq: int,
+    kind: str,
+    ts: int,
+    action_id: str | None,
+    task_id: str | None,
+    agent_id: str | None,
+    body: str,
+    prev_hash: str,
+    hash_: str,
+) -> AuditRecord:
+    found = _KINDS.get(kind)
+    if found is None:
+        raise AuditIntegrityError(f"audit record {seq} has unknown kind `{kind}`")
+    return AuditRecord(
+        seq, found, from_micros(ts), action_id, task_id, agent_id, body, prev_hash, hash_
+    )

@@ -1,0 +1,151 @@
+"""The store's tables (SQLAlchemy Core), one schema for SQLite and PostgreSQL.
+
+Times are stored as integers: microseconds since the Unix epoch, UTC (``codec.to_micros``), so
+they compare and sort the same on both databases. Nested model values (entitlements, scopes,
+tools, policy files) are JSON text written by ``codec.dumps``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    func,
+    true,
+)
+
+metadata = MetaData()
+
+# INTEGER (not BIGINT) on SQLite so that a single-column key is the rowid: fast head lookups.
+Seq = BigInteger().with_variant(Integer(), "sqlite")
+Micros = BigInteger
+
+schema_migrations = Table(
+    "schema_migrations",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("applied_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("display_name", Text, nullable=False),
+    Column("email", Text, nullable=False),
+    Column("groups", Text, nullable=False),  # JSON list of group names
+)
+
+groups = Table(
+    "groups",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("description", Text, nullable=False),
+)
+
+agents = Table(
+    "agents",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("owner_kind", Text, nullable=False),
+    Column("owner_name", Text, nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("environment", Text, nullable=False),
+    Column("entitlements", Text, nullable=False),  # JSON Entitlements
+    Column("status", Text, nullable=False),
+    Column("created_at", Micros, nullable=False),
+)
+
+tools = Table(
+    "tools",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("spec", Text, nullable=False),  # JSON Tool
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("agent_id", Text, ForeignKey("agents.id"), nullable=False),
+    Column("state", Text, nullable=False),
+    Column("created_at", Micros, nullable=False),
+    Column("expires_at", Micros, nullable=False),
+    Column("ended_at", Micros),
+    Column("parent_id", Text),
+    Column("root_id", Text, nullable=False),
+    Column("depth", Integer, nullable=False),
+    Column("scope", Text, nullable=False),  # JSON Scope
+    Column("session", Text, nullable=False),  # JSON SessionState
+    Index("ix_tasks_agent_created", "agent_id", "created_at"),
+    Index("ix_tasks_created", "created_at"),
+    Index("ix_tasks_root", "root_id"),
+    Index("ix_tasks_parent", "parent_id"),
+)
+
+policy_versions = Table(
+    "policy_versions",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("created_at", Micros, nullable=False),
+    Column("digest", Text, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("files", Text, nullable=False),  # JSON {path: text}
+    Column("active", Boolean, nullable=False),
+)
+# INVARIANT: at most one active version; the database enforces it.
+Index(
+    "ux_policy_versions_one_active",
+    policy_versions.c.active,
+    unique=True,
+    sqlite_where=policy_versions.c.active == true(),
+    postgresql_where=policy_versions.c.active == true(),
+)
+
+learned_targets = Table(
+    "learned_targets",
+    metadata,
+    Column("target", Text, primary_key=True),
+    Column("first_seen", Micros, nullable=False),
+)
+
+audit_records = Table(
+    "audit_records",
+    metadata,
+    Column("seq", Seq, primary_key=True, autoincrement=False),
+    Column("kind", Text, nullable=False),
+    Column("ts", Micros, nullable=False),
+    Column("action_id", Text),
+    Column("task_id", Text),
+    Column("agent_id", Text),
+    Column("body", Text, nullable=False),  # the canonical envelope exactly as `link` made it
+    Column("prev_hash", Text, nullable=False),
+    Column("hash", Text, nullable=False),
+    # No index on kind alone: four values select little, and every index costs each append
+    # a page write (about 6 us on SQLite). Filter kind together with an indexed column.
+    Index("ix_audit_records_ts", "ts"),
+    Index("ix_audit_records_action", "action_id"),
+    Index("ix_audit_records_task", "task_id"),
+    Index("ix_audit_records_agent", "agent_id"),
+)
+
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("seq", BigInteger, nullable=False),
+    Column("key_id", Text, nullable=False),
+    Column("hash", Text, nullable=False),
+    Column("ts", Micros, nullable=False),
+    Column("signature", Text, nullable=False),
+    PrimaryKeyConstraint("seq", "key_id"),
+)
