@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
-def open(home: str | Path | None = None, *, create: bool = True) -> Tribune:  # noqa: A001
+def open(home: str | Path | None = None, *, create: bool = True) -> Tribune:
     """Open (and, by default, create) the Tribune home at ``home`` (default ``TRIBUNE_HOME``
     or ``~/.tribune``) for embedded use."""
     from tribune.bootstrap import open_tribune

@@ -125,16 +125,26 @@ class Tribune(Governed):
         if not verifier.knows(pair.key_id):
             verifier.add(pair.public_key)
         self.audit = AuditService(
-            store, self.clock, Ed25519Signer(pair), verifier,
+            store,
+            self.clock,
+            Ed25519Signer(pair),
+            verifier,
             checkpoint_every=settings.checkpoint_every,
         )
         self.registry = RegistryService(store, self.clock, self.audit, settings.trust_domain)
         self.tasks = TaskService(
-            store, self.clock, self.ids, self.audit, self.registry, normalise_target,
-            default_ttl=settings.default_task_ttl, max_ttl=settings.max_task_ttl,
+            store,
+            self.clock,
+            self.ids,
+            self.audit,
+            self.registry,
+            normalise_target,
+            default_ttl=settings.default_task_ttl,
+            max_ttl=settings.max_task_ttl,
         )
         self.policies = PolicyService(store, self.clock, self.ids, self.audit)
         self.governor = Governor(store, self.clock, self.ids, self.audit, self.policies, settings)
+        self.registry.on_change.append(self.governor.invalidate)
         super().__init__(self)
 
     def close(self) -> None:
@@ -200,4 +210,3 @@ def copy_pack(dest: Path) -> None:
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8")
-

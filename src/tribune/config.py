@@ -9,14 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from tribune.core.extract import KINDS, check_extractor
 from tribune.core.model import Directory, ExtractorSpec, RiskFacts, Tool, check_name
-from tribune.errors import ConfigError
+from tribune.core.pointer import parse_pointer
+from tribune.errors import ConfigError, TribuneError
 
-EXTRACTOR_KINDS = frozenset(
-    {"email", "person", "account", "iban", "url", "host", "amount", "count", "object_id",
-     "secret", "text"}
-)
-AGGREGATES = frozenset({"each", "sum", "count"})
+TARGET_KINDS = frozenset({"email", "person", "account", "iban", "url", "host"})
 RISK_KEYS = frozenset(f.name for f in fields(RiskFacts))
 
 
@@ -68,6 +66,16 @@ def _strs(value: Any, where: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _pointers(value: Any, where: str) -> tuple[str, ...]:
+    pointers = _strs(value, where)
+    for p in pointers:
+        try:
+            parse_pointer(p)
+        except TribuneError as exc:
+            raise ConfigError(f"`{where}`: {exc.message}", hint=exc.hint) from None
+    return pointers
+
+
 def _extractor(raw: Any, where: str) -> ExtractorSpec:
     if not isinstance(raw, dict):
         raise ConfigError(f"`{where}` must be a table")
@@ -76,26 +84,27 @@ def _extractor(raw: Any, where: str) -> ExtractorSpec:
     if unknown:
         raise ConfigError(f"unknown key `{sorted(unknown)[0]}` in `{where}`")
     kind = raw.get("kind")
-    if kind not in EXTRACTOR_KINDS:
+    if kind not in KINDS:
         raise ConfigError(
-            f"`{where}.kind` is `{kind}`", hint="one of " + ", ".join(sorted(EXTRACTOR_KINDS))
+            f"`{where}.kind` is `{kind}`", hint="one of " + ", ".join(sorted(KINDS))
         )
     pointer = raw.get("pointer")
-    if not isinstance(pointer, str) or not (pointer == "" or pointer.startswith("/")):
-        raise ConfigError(f"`{where}.pointer` must be a JSON pointer such as `/to` or `/items/*/id`")
-    aggregate = raw.get("aggregate", "each")
-    if aggregate not in AGGREGATES:
-        raise ConfigError(f"`{where}.aggregate` must be one of each, sum, count")
-    return ExtractorSpec(
+    if not isinstance(pointer, str):
+        raise ConfigError(f"`{where}.pointer` must be a JSON pointer such as `/to`")
+    spec = ExtractorSpec(
         kind=kind,
         pointer=pointer,
         role=str(raw.get("role", "")),
-        target=bool(raw.get("target", kind in ("email", "person", "account", "iban", "url",
-                                               "host"))),
-        aggregate=aggregate,
+        target=bool(raw.get("target", kind in TARGET_KINDS)),
+        aggregate=raw.get("aggregate", "each"),
         required=bool(raw.get("required", False)),
         literal=str(raw.get("literal", "")),
     )
+    try:
+        check_extractor(spec)
+    except TribuneError as exc:
+        raise ConfigError(f"`{where}`: {exc.message}", hint=exc.hint) from None
+    return spec
 
 
 def _tool(name: str, raw: Any) -> ToolOverride:
@@ -124,7 +133,7 @@ def _tool(name: str, raw: Any) -> ToolOverride:
             else None
         ),
         sensitive_args=(
-            _strs(raw["sensitive_args"], f"{where}.sensitive_args")
+            _pointers(raw["sensitive_args"], f"{where}.sensitive_args")
             if "sensitive_args" in raw
             else None
         ),

@@ -156,7 +156,7 @@ class ApprovalRequired(ActionDenied):
 
 
 class KeyFileInvalid(ConfigError):
-    """A key file is missing, unreadable, not a key of the expected type, or would be overwritten."""
+    """A key file is missing, unreadable, of the wrong key type, or would be overwritten."""
 
     code = "key_file_invalid"
 

@@ -49,16 +49,16 @@ def verify(
         total = tr.store.count()
         with _progress(total) as bar:
             job = bar.add_task("verifying", total=total)
-            report = tr.audit.verify(progress=lambda n: bar.update(job, completed=n),
-                                     strict=strict)
+            report = tr.audit.verify(progress=lambda n: bar.update(job, completed=n), strict=strict)
     if report.ok:
         console.print(
             f"[green]ok[/]: {report.checked:,} records, "
             f"{report.checkpoints_verified} signed checkpoint(s) verified"
         )
         return
-    console.print(f"[red]TAMPERED[/] at record {report.first_bad_seq}: {report.problem}",
-                  highlight=False)
+    console.print(
+        f"[red]TAMPERED[/] at record {report.first_bad_seq}: {report.problem}", highlight=False
+    )
     if getattr(report, "message", None):
         console.print(f"  {report.message}", highlight=False)
     raise typer.Exit(EXIT_FAILURE)
@@ -67,7 +67,9 @@ def verify(
 @audit.command("export")
 def export(
     fmt: Annotated[str, typer.Option("--format", help="Only `jsonl` for now.")] = "jsonl",
-    out: Annotated[Path | None, typer.Option("-o", "--output", help="File (default stdout).")] = None,
+    out: Annotated[
+        Path | None, typer.Option("-o", "--output", help="File (default stdout).")
+    ] = None,
     after: Annotated[int, typer.Option(help="Only records after this seq.")] = 0,
     home: HomeOption = None,
 ) -> None:
@@ -81,8 +83,9 @@ def export(
         try:
             with _progress(total) as bar:
                 job = bar.add_task("exporting", total=total)
-                n = tr.audit.export_jsonl(stream, after_seq=after,
-                                          progress=lambda k: bar.update(job, completed=k))
+                n = tr.audit.export_jsonl(
+                    stream, after_seq=after, progress=lambda k: bar.update(job, completed=k)
+                )
         finally:
             if out:
                 stream.close()

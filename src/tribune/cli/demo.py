@@ -74,11 +74,13 @@ def run_demo(home: Path | None = None) -> dict[str, str]:
 
     if home is None:
         home = Path(tempfile.mkdtemp(prefix="tribune-demo-"))
-    console.print(Panel.fit(
-        "Tribune stands between agents and the tools they call. Every call is decided by Cedar "
-        "policies in context, and recorded (intent, decision, result) in a hash-chained log.",
-        title="Tribune demo",
-    ))
+    console.print(
+        Panel.fit(
+            "Tribune stands between agents and the tools they call. Every call is decided by Cedar "
+            "policies in context, and recorded (intent, decision, result) in a hash-chained log.",
+            title="Tribune demo",
+        )
+    )
     console.print(f"home: {home}", highlight=False)
     init_home(home)
     effects: dict[str, str] = {}
@@ -92,57 +94,84 @@ def run_demo(home: Path | None = None) -> dict[str, str]:
         for tool in TOOLS:
             tr.registry.register_tool(tool)
         tr.registry.register_agent(
-            "support-bot", owner="user:alice", purpose="answer customer tickets",
+            "support-bot",
+            owner="user:alice",
+            purpose="answer customer tickets",
             environment="development",
             entitlements=Entitlements(
                 tools=frozenset({"crm.read_customer", "email.send", "payments.refund"}),
-                environments=frozenset({"development"}), limits=Limits(max_amount=50_000),
+                environments=frozenset({"development"}),
+                limits=Limits(max_amount=50_000),
             ),
         )
         tr.registry.register_agent(
-            "ops-bot", owner="group:support", purpose="database maintenance",
+            "ops-bot",
+            owner="group:support",
+            purpose="database maintenance",
             environment="production",
             entitlements=Entitlements(
                 tool_groups=frozenset({"database"}), environments=frozenset({"production"})
             ),
         )
         task = tr.start_task(
-            "support-bot", purpose="answer ticket 4711 from customer 42",
-            tools=["crm.read_customer", "email.send"], targets=["customer42@client.example"],
+            "support-bot",
+            purpose="answer ticket 4711 from customer 42",
+            tools=["crm.read_customer", "email.send"],
+            targets=["customer42@client.example"],
         )
         console.print(f"   support-bot started task {task.id}", highlight=False)
-        console.print("   intent: read the CRM and e-mail customer42@client.example", highlight=False)
+        console.print(
+            "   intent: read the CRM and e-mail customer42@client.example", highlight=False
+        )
 
-        _step(1, "An allowed read",
-              "reading a customer record is a read inside the task's declared intent.")
+        _step(
+            1,
+            "An allowed read",
+            "reading a customer record is a read inside the task's declared intent.",
+        )
         v = tr.check("crm.read_customer", {"customer_id": "42"}, task=task.id)
         _show(v)
         effects["read"] = v.decision.effect.value
 
-        _step(2, "A denied out-of-intent call",
-              "a refund is within support-bot's entitlements but not in this task's intent.")
+        _step(
+            2,
+            "A denied out-of-intent call",
+            "a refund is within support-bot's entitlements but not in this task's intent.",
+        )
         v = tr.check("payments.refund", {"amount": "120.00"}, task=task.id)
         _show(v)
         effects["out_of_intent"] = v.decision.effect.value
 
-        _step(3, "An e-mail to the named customer",
-              "sending is external and irreversible, but the recipient is named in the intent.")
-        v = tr.check("email.send", {"to": ["customer42@client.example"], "body": "Fixed!"},
-                     task=task.id)
+        _step(
+            3,
+            "An e-mail to the named customer",
+            "sending is external and irreversible, but the recipient is named in the intent.",
+        )
+        v = tr.check(
+            "email.send", {"to": ["customer42@client.example"], "body": "Fixed!"}, task=task.id
+        )
         _show(v)
         effects["send_named"] = v.decision.effect.value
 
-        _step(4, "An e-mail to someone unknown needs approval",
-              "the recipient is neither internal, known nor named: one human must approve.")
-        v = tr.check("email.send", {"to": ["someone@elsewhere.example"], "body": "hello"},
-                     task=task.id)
+        _step(
+            4,
+            "An e-mail to someone unknown needs approval",
+            "the recipient is neither internal, known nor named: one human must approve.",
+        )
+        v = tr.check(
+            "email.send", {"to": ["someone@elsewhere.example"], "body": "hello"}, task=task.id
+        )
         _show(v)
         effects["send_unknown"] = v.decision.effect.value
 
-        _step(5, "A destructive action in production needs two approvers",
-              "ops-bot may drop tables, but in production that takes two distinct approvers.")
-        ops = tr.start_task("ops-bot", purpose="drop the obsolete sessions table",
-                            tool_groups=["database"])
+        _step(
+            5,
+            "A destructive action in production needs two approvers",
+            "ops-bot may drop tables, but in production that takes two distinct approvers.",
+        )
+        ops = tr.start_task(
+            "ops-bot", purpose="drop the obsolete sessions table", tool_groups=["database"]
+        )
         v = tr.check("db.drop_table", {"table": "sessions_2019"}, task=ops.id)
         _show(v)
         effects["prod_destructive"] = v.decision.effect.value
@@ -154,13 +183,18 @@ def run_demo(home: Path | None = None) -> dict[str, str]:
         _show(v)
         effects["after_end"] = v.decision.effect.value
 
-        _step(7, "Verify the audit log",
-              "every call above left intent and decision records in a hash chain.")
+        _step(
+            7,
+            "Verify the audit log",
+            "every call above left intent and decision records in a hash chain.",
+        )
         tr.audit.checkpoint()
         report = tr.audit.verify()
         status = "[green]ok[/]" if report.ok else f"[red]{report.problem}[/]"
-        console.print(f"   → {status}: {report.checked} records, "
-                      f"{report.checkpoints_verified} signed checkpoint(s)")
+        console.print(
+            f"   → {status}: {report.checked} records, "
+            f"{report.checkpoints_verified} signed checkpoint(s)"
+        )
         effects["verify"] = "ok" if report.ok else "tampered"
     console.print()
     console.print(f"Explore: tribune audit tail --home {home}", highlight=False)

@@ -13,9 +13,11 @@ from tribune.errors import InvalidInput
 
 users = typer.Typer(help="Humans: owners and approvers.", no_args_is_help=True)
 groups = typer.Typer(help="Teams of users.", no_args_is_help=True)
-agents = typer.Typer(help="Agents: workload identities with an owner and entitlements.",
-                     no_args_is_help=True)
+agents = typer.Typer(
+    help="Agents: workload identities with an owner and entitlements.", no_args_is_help=True
+)
 tools = typer.Typer(help="Tools agents call, with their risk facts.", no_args_is_help=True)
+
 
 @groups.command("add")
 def group_add(name: str, description: str = "", home: HomeOption = None) -> None:
@@ -35,8 +37,9 @@ def user_add(
 ) -> None:
     """Add (or update) a user and the groups they belong to."""
     with opened(home) as tr:
-        tr.registry.add_user(name, email=email, display_name=display_name,
-                             groups=tuple(group or ()))
+        tr.registry.add_user(
+            name, email=email, display_name=display_name, groups=tuple(group or ())
+        )
     console.print(f"user [bold]{name}[/] saved")
 
 
@@ -183,8 +186,12 @@ def tool_list(home: HomeOption = None) -> None:
         for name in names:
             t = tr.governor.effective_tool(name)
             r = t.risk
-            table.add_row(name, ", ".join(t.groups), *(
-                "yes" if v else "no"
-                for v in (r.read_only, r.destructive, r.open_world, r.untrusted_output)
-            ))
+            table.add_row(
+                name,
+                ", ".join(t.groups),
+                *(
+                    "yes" if v else "no"
+                    for v in (r.read_only, r.destructive, r.open_world, r.untrusted_output)
+                ),
+            )
     console.print(table)

@@ -59,8 +59,13 @@ def list_versions(home: HomeOption = None) -> None:
     with opened(home) as tr:
         table = Table("id", "active", "created", "files", "note")
         for v in tr.store.list_policy_versions():
-            table.add_row(v.id, "*" if v.active else "", v.created_at.strftime("%Y-%m-%d %H:%M"),
-                          str(len(v.files)), v.note)
+            table.add_row(
+                v.id,
+                "*" if v.active else "",
+                v.created_at.strftime("%Y-%m-%d %H:%M"),
+                str(len(v.files)),
+                v.note,
+            )
     console.print(table)
 
 
@@ -70,4 +75,3 @@ def rollback(version_id: str, home: HomeOption = None) -> None:
     with opened(home) as tr:
         tr.policies.rollback(version_id)
     console.print(f"[green]activated[/] policy version {version_id}")
-

@@ -36,14 +36,20 @@ def task_dict(task: Task) -> dict[str, Any]:
         "targets": sorted(s.targets),
         "literals": sorted(s.literal_digests),
         "environment": s.environment,
-        "limits": {"max_amount": s.limits.max_amount, "max_count": s.limits.max_count,
-                   "max_calls": s.limits.max_calls},
+        "limits": {
+            "max_amount": s.limits.max_amount,
+            "max_count": s.limits.max_count,
+            "max_calls": s.limits.max_calls,
+        },
         "open_scope": s.open_scope,
         "created_at": task.created_at.isoformat(),
         "expires_at": task.expires_at.isoformat(),
         "ended_at": task.ended_at.isoformat() if task.ended_at else None,
-        "session": {"tainted": task.session.tainted, "data_read": sorted(task.session.data_read),
-                    "calls": task.session.calls},
+        "session": {
+            "tainted": task.session.tainted,
+            "data_read": sorted(task.session.data_read),
+            "calls": task.session.calls,
+        },
     }
 
 
@@ -68,7 +74,9 @@ def task_start(
     ] = None,
     literal: Annotated[
         list[str] | None,
-        typer.Option("--literal", help="NAME (prompted, hidden) or NAME=VALUE a secret must equal."),
+        typer.Option(
+            "--literal", help="NAME (prompted, hidden) or NAME=VALUE a secret must equal."
+        ),
     ] = None,
     environment: Annotated[str | None, typer.Option("--env")] = None,
     max_amount: int | None = None,
@@ -122,8 +130,13 @@ def task_list(
     table = Table("id", "agent", "state", "purpose", "expires")
     for t in found:
         state = t.state.value if t.state.value == "ended" or t.is_active(now) else "expired"
-        table.add_row(t.id, t.agent_id.rsplit("/", 1)[-1], state, t.scope.purpose,
-                      t.expires_at.strftime("%Y-%m-%d %H:%M:%S"))
+        table.add_row(
+            t.id,
+            t.agent_id.rsplit("/", 1)[-1],
+            state,
+            t.scope.purpose,
+            t.expires_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
     console.print(table)
 
 
@@ -161,8 +174,13 @@ def check(
             raise InvalidInput("arguments must be a JSON object")
     with opened(home) as tr:
         verdict = tr.governor.decide(task, tool, arguments, environment=environment)
-    emit_json({"action_id": verdict.action_id, "action_digest": verdict.action_digest,
-               **verdict.decision.to_dict()})
+    emit_json(
+        {
+            "action_id": verdict.action_id,
+            "action_digest": verdict.action_digest,
+            **verdict.decision.to_dict(),
+        }
+    )
     effect = verdict.decision.effect
     if effect is Effect.DENY:
         raise typer.Exit(EXIT_DENY)

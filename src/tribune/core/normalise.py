@@ -22,6 +22,8 @@ Canonical forms:
 
 from __future__ import annotations
 
+import functools
+
 import ipaddress
 import math
 import re
@@ -58,7 +60,12 @@ _NAME_ADDR = re.compile(r'^\s*(?:"[^"]*"|[^<>"]*?)\s*<([^<>]*)>\s*$')
 
 def normalise_email(value: Any) -> str:
     """An RFC-valid address (also in ``Name <addr>`` form) as ``local@domain``, lowercased."""
-    text = _text(value)
+    return _email(_text(value))
+
+
+@functools.lru_cache(maxsize=8192)
+def _email(text: str) -> str:
+    # Pure and hot (every recipient of every call): cached; errors are not cached.
     match = _NAME_ADDR.match(text)
     addr = (match.group(1) if match else text).strip()
     if addr[:7].lower() == "mailto:":
@@ -129,7 +136,12 @@ def _ip(text: str) -> str:
 
 def normalise_host(value: Any) -> str:
     """A bare hostname or IP address in canonical form (see the module docstring)."""
-    host = _text(value).strip()
+    return _host(_text(value))
+
+
+@functools.lru_cache(maxsize=8192)
+def _host(text: str) -> str:
+    host = text.strip()
     if not host or _has_control_or_space(host):
         raise Invalid("not a valid host")
     if host.startswith("[") and host.endswith("]"):

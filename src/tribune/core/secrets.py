@@ -103,11 +103,23 @@ def looks_random(value: str) -> bool:
     )
 
 
+# Every detector's match contains one of these (case-insensitively) and is at least
+# MIN_SECRET_LENGTH long: one cheap search rules out most text before the table runs.
+_TRIGGER = re.compile(
+    r"-----BEGIN|AKIA|ASIA|ABIA|ACCA|gh[pousr]_|github_pat_|xox|hooks\.slack|_live_|_test_|AIza"
+    rf"|eyJ|bearer|{_KEYWORDS}",
+    re.IGNORECASE,
+)
+MIN_SECRET_LENGTH = 15  # `xoxb-` and ten characters
+
+
 def find_secrets(text: str) -> list[tuple[str, str]]:
     """Credential-like strings in ``text`` as (kind, value), in table order then text order.
 
     A value found by several detectors is reported once, by the first (most specific) one.
     """
+    if len(text) < MIN_SECRET_LENGTH or not _TRIGGER.search(text):
+        return []
     found: list[tuple[str, str]] = []
     seen: set[str] = set()
     for detector in DETECTORS:

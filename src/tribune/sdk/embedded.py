@@ -112,8 +112,9 @@ class Governed:
                 return dict(bound.arguments)
 
             def before(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Verdict:
-                verdict = self.check(name, arguments(args, kwargs), task=task,
-                                     environment=environment)
+                verdict = self.check(
+                    name, arguments(args, kwargs), task=task, environment=environment
+                )
                 decision = verdict.decision
                 if decision.effect is Effect.APPROVAL_REQUIRED:
                     raise ApprovalRequired(decision, verdict.action_id)
@@ -135,8 +136,12 @@ class Governed:
                         finish(verdict, ResultStatus.CANCELLED, duration_ms=_ms(started))
                         raise
                     except BaseException as exc:
-                        finish(verdict, ResultStatus.ERROR, duration_ms=_ms(started),
-                               error=type(exc).__name__)
+                        finish(
+                            verdict,
+                            ResultStatus.ERROR,
+                            duration_ms=_ms(started),
+                            error=type(exc).__name__,
+                        )
                         raise
                     finish(verdict, ResultStatus.OK, output=result, duration_ms=_ms(started))
                     return result
@@ -153,8 +158,12 @@ class Governed:
                     finish(verdict, ResultStatus.CANCELLED, duration_ms=_ms(started))
                     raise
                 except BaseException as exc:
-                    finish(verdict, ResultStatus.ERROR, duration_ms=_ms(started),
-                           error=type(exc).__name__)
+                    finish(
+                        verdict,
+                        ResultStatus.ERROR,
+                        duration_ms=_ms(started),
+                        error=type(exc).__name__,
+                    )
                     raise
                 finish(verdict, ResultStatus.OK, output=result, duration_ms=_ms(started))
                 return result

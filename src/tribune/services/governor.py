@@ -167,8 +167,9 @@ class Governor:
         try:
             arguments_digest = digest(dict(arguments))
         except Exception:
-            raise InvalidInput("arguments must be JSON values (objects, lists, text, numbers)") \
-                from None
+            raise InvalidInput(
+                "arguments must be JSON values (objects, lists, text, numbers)"
+            ) from None
         action_id = self.ids.new()
         action_digest = digest({"task": task_id, "tool": tool_name, "arguments": arguments_digest})
 
@@ -281,8 +282,9 @@ class Governor:
             approvals=approvals,
             environment=environment,
         )
-        owner_groups, owner_email = self._cached("owner", agent.id, lambda _: self._owner_groups(
-            agent))
+        owner_groups, owner_email = self._cached(
+            "owner", agent.id, lambda _: self._owner_groups(agent)
+        )
         request = PolicyRequest(
             agent=agent,
             owner_groups=owner_groups,
@@ -300,12 +302,14 @@ class Governor:
 
     @staticmethod
     def _recordable(tool: Tool | None, arguments: Mapping[str, Any], facts: ArgFacts | None) -> Any:
-        """Arguments as the audit log may keep them: sensitive ones as digests; when the tool is
-        unknown or the arguments carry credential-like strings, only a digest of the whole."""
+        """Arguments as the audit log may keep them: sensitive ones and those read by `secret`
+        extractors as digests; when the tool is unknown or the arguments carry credential-like
+        strings, only a digest of the whole."""
         if tool is None or facts is None or facts.secrets:
             return {"digest": digest(dict(arguments))}
-        if tool.sensitive_args:
-            return redact(dict(arguments), list(tool.sensitive_args))
+        hidden = [*tool.sensitive_args, *(s.pointer for s in tool.extractors if s.kind == "secret")]
+        if hidden:
+            return redact(dict(arguments), hidden)
         return dict(arguments)
 
     # ----------------------------------------------------------------- result

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ class Checked:
     """A compiled candidate and its test results."""
 
     compiled: CompiledPolicy
-    files: dict[str, str]
+    files: Mapping[str, str]
     results: list[CaseResult]
 
     @property
@@ -51,7 +52,7 @@ class PolicyService:
 
     # ----------------------------------------------------------------- authoring
 
-    def check_files(self, files: dict[str, str], version_id: str = "candidate") -> Checked:
+    def check_files(self, files: Mapping[str, str], version_id: str = "candidate") -> Checked:
         """Compile ``files`` against the schema and run their policy tests."""
         compiled = compile_bundle(files, version_id=version_id)
         results = run_policy_tests(compiled, load_cases(files))
@@ -60,7 +61,7 @@ class PolicyService:
     def check_dir(self, path: Path) -> Checked:
         return self.check_files(load_bundle(path).files)
 
-    def activate_files(self, files: dict[str, str], *, note: str = "") -> PolicyVersion:
+    def activate_files(self, files: Mapping[str, str], *, note: str = "") -> PolicyVersion:
         """Validate, test, store and activate a new immutable version.
 
         Raises ``PolicyInvalid`` (listing every problem) and changes nothing when the version
@@ -78,15 +79,19 @@ class PolicyService:
             id=version_id,
             created_at=self.clock.now(),
             files=dict(files),
-            digest=digest(files),
+            digest=digest(dict(files)),
             note=note,
         )
         self.store.add_policy_version(version)
         self.store.activate_policy_version(version_id)
         self.events.record(
             RecordKind.EVENT,
-            {"event": "policy_activated", "version": version_id, "digest": version.digest,
-             "note": note},
+            {
+                "event": "policy_activated",
+                "version": version_id,
+                "digest": version.digest,
+                "note": note,
+            },
         )
         with self._lock:
             self._active, self._active_id = checked.compiled, version_id
@@ -104,8 +109,13 @@ class PolicyService:
         compiled = compile_bundle(version.files, version_id=version.id)
         self.store.activate_policy_version(version_id)
         self.events.record(
-            RecordKind.EVENT, {"event": "policy_activated", "version": version_id,
-                               "digest": version.digest, "note": "rollback"}
+            RecordKind.EVENT,
+            {
+                "event": "policy_activated",
+                "version": version_id,
+                "digest": version.digest,
+                "note": "rollback",
+            },
         )
         with self._lock:
             self._active, self._active_id = compiled, version_id

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from tribune.core.model import (
@@ -24,7 +25,15 @@ from tribune.ports import Clock, Store
 class Events(Protocol):
     """Audit sink for administrative events (satisfied by ``AuditService``)."""
 
-    def record(self, kind: RecordKind, body: dict[str, Any], **ids: str | None) -> Any: ...
+    def record(
+        self,
+        kind: RecordKind,
+        body: dict[str, Any],
+        *,
+        action_id: str | None = None,
+        task_id: str | None = None,
+        agent_id: str | None = None,
+    ) -> Any: ...
 
 
 class RegistryService:
@@ -33,12 +42,18 @@ class RegistryService:
         self.clock = clock
         self.events = events
         self.trust_domain = trust_domain
+        self.on_change: list[Callable[[], None]] = []  # e.g. drop decision-path caches
+
+    def _changed(self) -> None:
+        for listener in self.on_change:
+            listener()
 
     # ----------------------------------------------------------------- people
 
     def add_group(self, name: str, description: str = "") -> Group:
         group = Group(check_name("group", name), description)
         self.store.put_group(group)
+        self._changed()
         self.events.record(RecordKind.EVENT, {"event": "group_put", "group": name})
         return group
 
@@ -47,9 +62,12 @@ class RegistryService:
     ) -> User:
         for g in groups:
             if self.store.get_group(g) is None:
-                raise UnknownPrincipal(f"unknown group `{g}`", hint="add it with `tribune group add`")
+                raise UnknownPrincipal(
+                    f"unknown group `{g}`", hint="add it with `tribune group add`"
+                )
         user = User(check_name("user", name), display_name, email.strip().lower(), tuple(groups))
         self.store.put_user(user)
+        self._changed()
         self.events.record(
             RecordKind.EVENT, {"event": "user_put", "user": name, "groups": list(groups)}
         )
@@ -93,6 +111,7 @@ class RegistryService:
             created_at=self.clock.now(),
         )
         self.store.add_agent(agent)
+        self._changed()
         self.events.record(
             RecordKind.EVENT,
             {"event": "agent_registered", "agent": agent.id, "owner": str(ref)},
@@ -115,6 +134,7 @@ class RegistryService:
     def set_status(self, name_or_id: str, status: AgentStatus) -> Agent:
         agent = self.resolve_agent(name_or_id)
         self.store.set_agent_status(agent.id, status)
+        self._changed()
         self.events.record(
             RecordKind.EVENT,
             {"event": "agent_status", "agent": agent.id, "status": status.value},
@@ -129,6 +149,7 @@ class RegistryService:
         for g in tool.groups:
             check_name("tool group", g)
         self.store.put_tool(tool)
+        self._changed()
         self.events.record(
             RecordKind.EVENT,
             {"event": "tool_registered", "tool": tool.name, "groups": list(tool.groups)},

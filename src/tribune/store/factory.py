@@ -25,7 +25,8 @@ def open_store(url: str, *, durability: str = "normal") -> Store:
     """Open (creating and migrating as needed) the store that ``url`` names.
 
     ``durability``: ``normal`` (a commit survives a kill of the process) or ``full`` (it also
-    survives power loss; SQLite ``synchronous=FULL``). Raises ``ConfigError`` for a URL or
+    survives power loss; SQLite ``synchronous=FULL``). PostgreSQL commits as its server is
+    configured, and memory is never durable. Raises ``ConfigError`` for a URL or
     setting it cannot use, ``StoreError`` when the database cannot be opened.
     """
     if durability not in DURABILITY:

@@ -74,9 +74,12 @@ class SqlStore(SqlAuditLog):
     def _order(self, table: Table, *names: str) -> list[Any]:
         return [bytewise(table.c[n], self._dialect) for n in names]
 
+    def _insert(self, table: Table) -> Any:
+        """The dialect's INSERT, which has ``on_conflict_*`` (same API on both)."""
+        return (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(table)
+
     def _upsert(self, table: Table, values: dict[str, Any], key: str) -> None:
-        make = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
-        stmt = make(table).values(values)
+        stmt = self._insert(table).values(values)
         stmt = stmt.on_conflict_do_update(
             index_elements=[key], set_={k: stmt.excluded[k] for k in values if k != key}
         )
@@ -268,8 +271,7 @@ class SqlStore(SqlAuditLog):
         rows = [{"target": t, "first_seen": first_seen} for t in dict.fromkeys(targets)]
         if not rows:
             return
-        make = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
-        stmt = make(learned_targets).on_conflict_do_nothing(index_elements=["target"])
+        stmt = self._insert(learned_targets).on_conflict_do_nothing(index_elements=["target"])
         with write_tx(self.engine) as conn:
             conn.execute(stmt, rows)
 

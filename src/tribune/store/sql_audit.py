@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, bindparam, func, insert, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import PoolProxiedConnection
@@ -37,6 +37,15 @@ _SQLITE_HEAD = str(_HEAD.compile(dialect=sqlite.dialect(), compile_kwargs={"lite
 _compiled_insert = _INSERT.compile(dialect=sqlite.dialect())
 _SQLITE_INSERT = str(_compiled_insert)
 _INSERT_ORDER = tuple(_compiled_insert.positiontup or ())
+_PAGE = (
+    select(audit_records)
+    .where(audit_records.c.seq > bindparam("after"))
+    .order_by(audit_records.c.seq)
+    .limit(bindparam("size"))
+)
+_compiled_page = _PAGE.compile(dialect=sqlite.dialect())
+_SQLITE_PAGE = str(_compiled_page)
+_PAGE_ORDER = tuple(_compiled_page.positiontup or ())
 
 
 class SqlAuditLog:
@@ -134,21 +143,35 @@ class SqlAuditLog:
         if limit is not None and limit < 0:
             raise InvalidInput(f"invalid limit `{limit}`")
         left = limit
-        stmt = select(audit_records).order_by(audit_records.c.seq)
         while left is None or left > 0:
             size = BATCH if left is None else min(BATCH, left)
-            with read_tx(self.engine) as conn:
-                rows = conn.execute(
-                    stmt.where(audit_records.c.seq > after_seq).limit(size)
-                ).all()
+            rows = self._page(after_seq, size)
             for row in rows:
-                # INVARIANT: select(audit_records) yields columns in _record's argument order
+                # INVARIANT: _PAGE selects the columns in _record's argument order
                 yield _record(*row)
             if len(rows) < size:
                 return
             after_seq = rows[-1][0]
             if left is not None:
                 left -= len(rows)
+
+    def _page(self, after_seq: int, size: int) -> Sequence[Any]:
+        params = {"after": after_seq, "size": size}
+        if self._dialect != "sqlite":
+            with read_tx(self.engine) as conn:
+                return conn.execute(_PAGE, params).all()
+        # SQLite: the raw driver reads rows about 1.5x faster than Core; `audit verify` is
+        # bound by this loop. One statement, so autocommit gives it a consistent snapshot.
+        with translate_errors():
+            raw = self.engine.raw_connection()
+            try:
+                db = cast(sqlite3.Connection, raw.driver_connection)
+                bound = _compiled_page.construct_params(params)  # adds the OFFSET 0 it renders
+                args = [bound[name] for name in _PAGE_ORDER]
+                rows: list[Any] = db.execute(_SQLITE_PAGE, args).fetchall()
+                return rows
+            finally:
+                raw.close()
 
     def count(self) -> int:
         """How many records the log holds."""
