@@ -130,6 +130,7 @@ class Tribune(Governed):
             Ed25519Signer(pair),
             verifier,
             checkpoint_every=settings.checkpoint_every,
+            background=True,
         )
         self.registry = RegistryService(store, self.clock, self.audit, settings.trust_domain)
         self.tasks = TaskService(
@@ -150,6 +151,7 @@ class Tribune(Governed):
     def close(self) -> None:
         """Write a final checkpoint and close the store."""
         try:
+            self.audit.stop()
             self.audit.checkpoint()
         finally:
             self.store.close()

@@ -10,8 +10,9 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from tribune.cli.common import EXIT_FAILURE, HomeOption, console, err_console, opened
+from tribune.cli.common import EXIT_FAILURE, HomeOption, console, err_console, fail, opened
 from tribune.core.audit import envelope
+from tribune.errors import InvalidInput
 
 audit = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 
@@ -75,8 +76,7 @@ def export(
 ) -> None:
     """Export records (and checkpoints) as JSON lines that verify offline."""
     if fmt != "jsonl":
-        err_console.print(f"error[invalid_input]: unknown format `{fmt}`")
-        raise typer.Exit(2)
+        raise fail(InvalidInput(f"unknown format `{fmt}`", hint="use --format jsonl"))
     with opened(home) as tr:
         total = tr.store.count()
         stream = out.open("w", encoding="utf-8") if out else sys.stdout

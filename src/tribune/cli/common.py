@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from tribune.errors import InvalidInput, NotFound, PolicyInvalid, TribuneError
 
@@ -38,12 +39,20 @@ def exit_code_for(error: TribuneError) -> int:
 
 
 def fail(error: TribuneError) -> typer.Exit:
-    err_console.print(f"[bold red]error[/][{error.code}]: {error.message}", highlight=False)
+    """Print ``error[code]: message`` (problems, hint) on stderr; return the exit to raise."""
+    # The code and message go through escape(): `[code]` would otherwise be read as markup
+    # and vanish, and user input in a message must never style the output. No hard wrap, so
+    # paths and `file:line` stay whole.
+    err_console.print(
+        f"[bold red]error[/]{escape(f'[{error.code}]')}: {escape(error.message)}",
+        highlight=False,
+        soft_wrap=True,
+    )
     problems = getattr(error, "problems", None)
     for problem in problems or []:
-        err_console.print(f"  {problem}", highlight=False, markup=False)
+        err_console.print(f"  {problem}", highlight=False, markup=False, soft_wrap=True)
     if error.hint:
-        err_console.print(f"  hint: {error.hint}", highlight=False)
+        err_console.print(f"  hint: {error.hint}", highlight=False, markup=False, soft_wrap=True)
     return typer.Exit(exit_code_for(error))
 
 

@@ -165,12 +165,18 @@ def tool_add(
         risk = {k: raw[k] for k in risk_keys if k in raw}
         if any(not isinstance(v, bool) for v in risk.values()):
             raise InvalidInput("risk facts must be true or false")
+        groups = raw.get("groups") or []
+        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+            raise InvalidInput("`groups` must be a list of names")
+        schema = raw.get("input_schema") or {}
+        if not isinstance(schema, dict):
+            raise InvalidInput("`input_schema` must be a JSON object")
         tool = Tool(
             name=raw["name"],
             description=str(raw.get("description", "")),
-            input_schema=dict(raw.get("input_schema") or {}),
+            input_schema=schema,
             risk=RiskFacts(**risk),
-            groups=tuple(raw.get("groups") or ()),
+            groups=tuple(groups),
         )
     with opened(home) as tr:
         tr.registry.register_tool(tool)

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.markup import escape
+from rich.table import Column, Table
 
 from tribune.cli.common import EXIT_FAILURE, HomeOption, console, errors, opened
 
@@ -36,7 +37,7 @@ def test(directory: Dir) -> None:
         results = run_policy_tests(compile_bundle(files), load_cases(files))
     failed = [r for r in results if not r.passed]
     for r in failed:
-        console.print(f"[red]FAIL[/] {r.describe()}", highlight=False)
+        console.print(f"[red]FAIL[/] {escape(r.describe())}", highlight=False, soft_wrap=True)
     console.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     if failed:
         raise typer.Exit(EXIT_FAILURE)
@@ -57,7 +58,10 @@ def activate(directory: Dir, note: str = "", home: HomeOption = None) -> None:
 def list_versions(home: HomeOption = None) -> None:
     """List stored policy versions."""
     with opened(home) as tr:
-        table = Table("id", "active", "created", "files", "note")
+        # Ids are never cut: `policy rollback` takes one copied from here.
+        table = Table(
+            Column("id", no_wrap=True, min_width=36), "active", "created", "files", "note"
+        )
         for v in tr.store.list_policy_versions():
             table.add_row(
                 v.id,

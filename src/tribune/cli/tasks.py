@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from tribune.cli.common import (
     EXIT_APPROVAL,
@@ -127,7 +127,7 @@ def task_list(
     if as_json:
         emit_json([task_dict(t) for t in found])
         return
-    table = Table("id", "agent", "state", "purpose", "expires")
+    table = Table(Column("id", no_wrap=True, min_width=36), "agent", "state", "purpose", "expires")
     for t in found:
         state = t.state.value if t.state.value == "ended" or t.is_active(now) else "expired"
         table.add_row(

@@ -60,6 +60,7 @@ class AuditService:
         checkpoint_every: int = 1000,
         *,
         verify_before_sign: bool = True,
+        background: bool = False,
     ) -> None:
         if checkpoint_every < 0:
             raise InvalidInput("`checkpoint_every` must be 0 (never) or more")
@@ -72,6 +73,13 @@ class AuditService:
         self._lock = threading.Lock()
         self._last: Checkpoint | None = None
         self._last_loaded = False
+        # With ``background``, due checkpoints are signed by a worker thread so the ~10 ms of
+        # verify-and-sign never lands on a governed call.
+        self.background = background
+        self.last_error: Exception | None = None
+        self._due = threading.Event()
+        self._stopping = False
+        self._worker: threading.Thread | None = None
 
     # ----------------------------------------------------------------- writing
 
@@ -92,8 +100,41 @@ class AuditService:
         # INVARIANT: seq numbers are global, so with several writers (replicas) exactly one of
         # them reaches each multiple and signs it.
         if self.checkpoint_every and rec.seq % self.checkpoint_every == 0:
-            self.checkpoint()
+            if self.background:
+                self._schedule()
+            else:
+                self.checkpoint()
         return rec
+
+    def _schedule(self) -> None:
+        if self._worker is None:
+            with self._lock:
+                if self._worker is None:
+                    self._worker = threading.Thread(
+                        target=self._run, name="tribune-checkpoints", daemon=True
+                    )
+                    self._worker.start()
+        self._due.set()
+
+    def _run(self) -> None:
+        while True:
+            self._due.wait()
+            self._due.clear()
+            if self._stopping:
+                return
+            try:
+                self.checkpoint()
+            except Exception as exc:  # kept for operators; `audit verify` reports the cause
+                self.last_error = exc
+
+    def stop(self) -> None:
+        """Stop the background worker (if any) after its current checkpoint."""
+        worker = self._worker
+        if worker is not None:
+            self._stopping = True
+            self._due.set()
+            worker.join(timeout=30)
+            self._worker = None
 
     def _last_checkpoint(self) -> Checkpoint | None:
         if not self._last_loaded:

@@ -7,11 +7,13 @@ failure surfaces as ``StoreError``.
 
 from __future__ import annotations
 
+import functools
+from collections import namedtuple
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, insert, select, true, update
+from sqlalchemy import Table, bindparam, insert, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Row
 from sqlalchemy.exc import IntegrityError
@@ -51,6 +53,13 @@ from tribune.store.tables import (
     tools,
     users,
 )
+
+# get_task on SQLite: compiled once, read on the raw connection (see SqlAuditLog).
+_compiled_task = select(tasks).where(tasks.c.id == bindparam("id")).compile(
+    dialect=sqlite.dialect()
+)
+_SQLITE_TASK = str(_compiled_task)
+_TaskRow = namedtuple("_TaskRow", [c.name for c in tasks.c])  # type: ignore[misc]
 
 
 class SqlStore(SqlAuditLog):
@@ -173,6 +182,9 @@ class SqlStore(SqlAuditLog):
                 raise Conflict(f"task `{task.id}` already exists") from None
 
     def get_task(self, task_id: str) -> Task | None:
+        if self._dialect == "sqlite":
+            raw = self._sqlite_read_one(_SQLITE_TASK, (task_id,))
+            return _task(_TaskRow(*raw)) if raw is not None else None
         row = self._one(tasks, "id", task_id)
         return _task(row) if row is not None else None
 
@@ -339,11 +351,18 @@ def _task_row(task: Task) -> dict[str, Any]:
     }
 
 
-def _task(row: Row[Any]) -> Task:
+@functools.lru_cache(maxsize=4096)
+def _scope(text: str) -> Scope:
+    # INVARIANT: a task's scope never changes after it starts, so decoding it once is enough.
+    scope: Scope = codec.loads(Scope, text)
+    return scope
+
+
+def _task(row: Any) -> Task:
     return Task(
         id=row.id,
         agent_id=row.agent_id,
-        scope=codec.loads(Scope, row.scope),
+        scope=_scope(row.scope),
         state=TaskState(row.state),
         created_at=codec.from_micros(row.created_at),
         expires_at=codec.from_micros(row.expires_at),

@@ -28,6 +28,7 @@ from tribune.store.engine import AUDIT_LOCK, read_tx, translate_errors, write_tx
 from tribune.store.tables import audit_checkpoints, audit_records
 
 BATCH = 5000
+WAL_EVERY = 1000  # appends between background WAL checkpoints (SQLite)
 _KINDS = {k.value: k for k in RecordKind}
 _HEAD = select(audit_records.c.seq, audit_records.c.hash).order_by(audit_records.c.seq.desc())
 _HEAD = _HEAD.limit(1)
@@ -62,9 +63,18 @@ class SqlAuditLog:
         self._append_lock = threading.Lock()
         # the raw connection the SQLite append path keeps for itself (taken from the pool)
         self._raw: PoolProxiedConnection | None = None
+        self._appends = 0
+        self._wal_due = threading.Event()
+        self._wal_worker: threading.Thread | None = None
         if self._dialect == "sqlite":
             with translate_errors():
                 self._raw = engine.raw_connection()
+                # The append connection never checkpoints the WAL itself: a checkpoint writes
+                # pages back and syncs the database file (milliseconds), which would land on a
+                # governed call. A worker thread does it instead, every WAL_EVERY appends.
+                cast(sqlite3.Connection, self._raw.driver_connection).execute(
+                    "PRAGMA wal_autocheckpoint=0"
+                )
 
     @property
     def engine(self) -> Engine:
@@ -73,8 +83,40 @@ class SqlAuditLog:
             raise StoreError("the store is closed")
         return self._engine
 
+    def _checkpoint_wal_soon(self) -> None:
+        if self._wal_worker is None:
+            self._wal_worker = threading.Thread(
+                target=self._wal_loop, name="tribune-wal-checkpoint", daemon=True
+            )
+            self._wal_worker.start()
+        self._wal_due.set()
+
+    def _wal_loop(self) -> None:
+        try:
+            raw = self._engine.raw_connection()
+        except Exception:
+            return
+        try:
+            while True:
+                self._wal_due.wait()
+                self._wal_due.clear()
+                if self._closed:
+                    return
+                try:
+                    conn = cast(sqlite3.Connection, raw.driver_connection)
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error:
+                    pass  # busy or locked: the next round catches up
+        finally:
+            raw.close()
+
     def close(self) -> None:
         """Release every connection. Using the store afterwards raises ``StoreError``."""
+        if self._wal_worker is not None:
+            self._closed = True
+            self._wal_due.set()
+            self._wal_worker.join(timeout=10)
+            self._wal_worker = None
         with self._append_lock:
             self._closed = True
             if self._raw is not None:
@@ -121,11 +163,25 @@ class SqlAuditLog:
                 values = _row(record)
                 conn.execute(_SQLITE_INSERT, [values[c] for c in _INSERT_ORDER])
                 conn.execute("COMMIT")
+                self._appends += 1
+                if self._appends % WAL_EVERY == 0:
+                    self._checkpoint_wal_soon()
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
         return record
+
+    def _sqlite_read_one(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+        """One row from the dedicated raw connection (SQLite only): the decision path's reads
+        skip SQLAlchemy's per-statement overhead like its appends do. Outside a transaction
+        each statement reads the latest committed state (WAL)."""
+        with self._append_lock, translate_errors():
+            if self._raw is None:
+                raise StoreError("the store is closed")
+            conn = cast(sqlite3.Connection, self._raw.driver_connection)
+            row: tuple[Any, ...] | None = conn.execute(sql, tuple(params)).fetchone()
+            return row
 
     # ------------------------------------------------------------------ read
 
