@@ -292,3 +292,24 @@ def test_audit_chain_verifies_after_a_session(world: World) -> None:
     decide(world, task.id, "nope", {})
     report = world.tr.audit.verify()
     assert report.ok and report.checked == world.tr.store.count()
+
+
+def test_reconcile_records_unknown_for_calls_that_never_finished(world: World) -> None:
+    from datetime import timedelta
+
+    task = world.task(ttl=86400)
+    done = decide(world, task.id, "crm.read", {"customer_id": "1"})
+    world.tr.governor.finish(done, ResultStatus.OK, output={})
+    lost = decide(world, task.id, "crm.read", {"customer_id": "2"})  # the process "died" here
+    decide(world, task.id, "nope", {})  # denied: never runs, needs no result
+    world.clock.advance(7200)
+    recent = decide(world, task.id, "crm.read", {"customer_id": "3"})  # may still be running
+    assert recent.allowed
+    before = world.tr.clock.now() - timedelta(seconds=3600)
+    assert world.tr.audit.reconcile(before=before) == 1
+    results = [r for r in world.records() if r["kind"] == "result"]
+    assert [r["action_id"] for r in results] == [done.action_id, lost.action_id]
+    assert results[-1]["data"]["status"] == "unknown"
+    assert results[-1]["data"]["action_digest"] == lost.action_digest
+    assert world.tr.audit.reconcile(before=before) == 0  # idempotent
+    assert recent.action_id not in {r["action_id"] for r in results}

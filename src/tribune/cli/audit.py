@@ -91,3 +91,19 @@ def export(
                 stream.close()
     if out:
         console.print(f"exported {n:,} records to {out}")
+
+
+@audit.command("reconcile")
+def reconcile(
+    older_than: Annotated[
+        int, typer.Option(help="Only calls allowed at least this many seconds ago.")
+    ] = 3600,
+    home: HomeOption = None,
+) -> None:
+    """Record status `unknown` for allowed calls that never got a result (the process died
+    mid-call). Run it when no process may still be running those calls."""
+    from datetime import timedelta
+
+    with opened(home) as tr:
+        n = tr.audit.reconcile(before=tr.clock.now() - timedelta(seconds=older_than))
+    console.print(f"{n} call(s) recorded as unknown")

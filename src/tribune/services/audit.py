@@ -216,6 +216,40 @@ class AuditService:
             chain.fail(chain.last_seq + 1, COLUMN_MISMATCH, exc.message)
         return chain.finish()
 
+    def unfinished(self, *, before: datetime) -> list[AuditRecord]:
+        """Allowed decisions made before ``before`` that have no result record: calls whose
+        outcome was never observed (the process died while they ran)."""
+        pending: dict[str, AuditRecord] = {}
+        for rec in self.log.records():
+            if rec.action_id is None:
+                continue
+            if rec.kind is RecordKind.DECISION and rec.ts < before:
+                if json.loads(rec.body)["data"].get("effect") == "allow":
+                    pending[rec.action_id] = rec
+            elif rec.kind is RecordKind.RESULT:
+                pending.pop(rec.action_id, None)
+        return list(pending.values())
+
+    def reconcile(self, *, before: datetime) -> int:
+        """Record status ``unknown`` for every call allowed before ``before`` whose result was
+        never recorded; return how many. Run it when no process may still be running those
+        calls (``tribune audit reconcile --older-than``)."""
+        count = 0
+        for decision in self.unfinished(before=before):
+            self.record(
+                RecordKind.RESULT,
+                {
+                    "status": "unknown",
+                    "reason": "no result was recorded; the outcome was not observed",
+                    "action_digest": json.loads(decision.body)["data"].get("action_digest"),
+                },
+                action_id=decision.action_id,
+                task_id=decision.task_id,
+                agent_id=decision.agent_id,
+            )
+            count += 1
+        return count
+
     def tail(self, n: int) -> list[AuditRecord]:
         """The last ``n`` records, oldest first."""
         if n <= 0:
