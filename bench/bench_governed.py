@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Governed decision in process: ``Governor.decide`` with durable intent and decision records.
 
-Interleaves, call by call, three measurements over the same request so machine speed swings hit
-them alike: the governed decision on SQLite (durable INTENT + DECISION), the decision alone
+Interleaves, call by call, four measurements over the same request so machine speed swings hit
+them alike: the governed decision on SQLite with the intent committed before deciding and
+the decision after (the default), the same with both committed together (``group_commit``),
+the decision alone
 (``CompiledPolicy.decide`` on the request the governor builds), and a bare
 ``cedarpy.is_authorized`` with pre-parsed handles. Prints p50/p99 per round and the medians.
 
@@ -24,14 +26,14 @@ import tribune
 from tribune.core.model import Entitlements, ExtractorSpec, RiskFacts, Tool
 
 
-def setup(home: Path, durability: str):  # type: ignore[no-untyped-def]
+def setup(home: Path, durability: str, group_commit: bool = False):  # type: ignore[no-untyped-def]
     tr = tribune.open(home)
-    if durability == "full":
-        (home / "tribune.toml").write_text(
-            (home / "tribune.toml").read_text().replace('durability = "normal"', 'durability = "full"')
-        )
-        tr.close()
-        tr = tribune.open(home)
+    text = (home / "tribune.toml").read_text()
+    text = text.replace('durability = "normal"', f'durability = "{durability}"')
+    text = text.replace("group_commit = false", f"group_commit = {str(group_commit).lower()}")
+    (home / "tribune.toml").write_text(text)
+    tr.close()
+    tr = tribune.open(home)
     tr.registry.add_group("support")
     tr.registry.add_user("alice", email="alice@example.com", groups=("support",))
     tr.registry.register_tool(
@@ -43,12 +45,21 @@ def setup(home: Path, durability: str):  # type: ignore[no-untyped-def]
         )
     )
     tr.registry.register_agent(
-        "bench-bot", owner="user:alice", purpose="benchmark", environment="development",
-        entitlements=Entitlements(tools=frozenset({"email.send"}),
-                                  environments=frozenset({"development"})),
+        "bench-bot",
+        owner="user:alice",
+        purpose="benchmark",
+        environment="development",
+        entitlements=Entitlements(
+            tools=frozenset({"email.send"}), environments=frozenset({"development"})
+        ),
     )
-    task = tr.start_task("bench-bot", purpose="send one mail", tools=["email.send"],
-                         targets=["customer@client.example"], ttl=86400)
+    task = tr.start_task(
+        "bench-bot",
+        purpose="send one mail",
+        tools=["email.send"],
+        targets=["customer@client.example"],
+        ttl=86400,
+    )
     return tr, task
 
 
@@ -63,8 +74,9 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=400)
     ap.add_argument("--durability", choices=("normal", "full"), default="normal")
     args = ap.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="tribune-bench-")) / "home"
-    tr, task = setup(home, args.durability)
+    root = Path(tempfile.mkdtemp(prefix="tribune-bench-"))
+    tr, task = setup(root / "strict", args.durability)
+    tr_group, task_group = setup(root / "group", args.durability, group_commit=True)
     gov = tr.governor
     arguments = {"to": ["customer@client.example"], "subject": "hi", "body": "hello there"}
 
@@ -85,7 +97,8 @@ def main() -> None:
     from tribune.policy.entities import entities_json
 
     policies_text = "\n".join(
-        text for name, text in sorted(tr.store.active_policy_version().files.items())
+        text
+        for name, text in sorted(tr.store.active_policy_version().files.items())
         if name.endswith(".cedar")
     )
     ps = cedarpy.PolicySet.from_str(policies_text)
@@ -98,20 +111,35 @@ def main() -> None:
     }
     assert cedarpy.is_authorized(cedar_req, ps, ents).allowed
 
-    rows = {"governed (durable intent+decision)": [], "decide alone": [], "bare cedarpy": []}
+    strict, group = "governed, intent then decision", "governed, group commit"
+    rows: dict[str, list[tuple[float, float]]] = {
+        strict: [],
+        group: [],
+        "decide alone": [],
+        "bare cedarpy": [],
+    }
+    gov_group = tr_group.governor
     for _ in range(200):
         gov.decide(task.id, "email.send", arguments)
+        gov_group.decide(task_group.id, "email.send", arguments)
     gc.disable()
     pc = time.perf_counter_ns
     for _ in range(args.rounds):
         samples: dict[str, list[float]] = {k: [] for k in rows}
         for _ in range(args.calls):
-            t0 = pc(); gov.decide(task.id, "email.send", arguments); t1 = pc()
-            compiled.decide(req); t2 = pc()
-            cedarpy.is_authorized(cedar_req, ps, ents); t3 = pc()
-            samples["governed (durable intent+decision)"].append((t1 - t0) / 1000)
+            t0 = pc()
+            gov.decide(task.id, "email.send", arguments)
+            t1 = pc()
+            compiled.decide(req)
+            t2 = pc()
+            cedarpy.is_authorized(cedar_req, ps, ents)
+            t3 = pc()
+            gov_group.decide(task_group.id, "email.send", arguments)
+            t4 = pc()
+            samples[strict].append((t1 - t0) / 1000)
             samples["decide alone"].append((t2 - t1) / 1000)
             samples["bare cedarpy"].append((t3 - t2) / 1000)
+            samples[group].append((t4 - t3) / 1000)
         for k, v in samples.items():
             rows[k].append((pct(v, 0.5), pct(v, 0.99)))
         gc.collect()
@@ -125,8 +153,10 @@ def main() -> None:
         med[k] = p50
         print(f"{k:40} {p50:9.1f} {p99:9.1f}")
     print(f"decide alone / bare cedarpy at p50: {med['decide alone'] / med['bare cedarpy']:.2f}x")
-    print(f"audit records written: {tr.store.count():,}")
+    print(f"group commit / strict at p50: {med[group] / med[strict]:.2f}x")
+    print(f"audit records written: {tr.store.count() + tr_group.store.count():,}")
     tr.close()
+    tr_group.close()
 
 
 if __name__ == "__main__":

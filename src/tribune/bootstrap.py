@@ -39,6 +39,10 @@ durability = "normal"    # "normal": survives a process kill; "full": survives p
 
 [audit]
 checkpoint_every = 1000  # sign a checkpoint of the chain every N records
+# false: a call's intent record is committed before it is decided, then its decision record.
+# true: both are committed together after deciding (one commit instead of two; still before
+# anything runs). See docs/configuration.md.
+group_commit = false
 
 [tasks]
 default_ttl = 3600

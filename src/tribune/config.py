@@ -6,16 +6,32 @@ operator's configuration wins. A tool defined only here is a complete definition
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from tribune.core.extract import KINDS, check_extractor
-from tribune.core.model import Directory, ExtractorSpec, RiskFacts, Tool, check_name
+from tribune.core.model import (
+    TRUST_DOMAIN_RE,
+    Directory,
+    ExtractorSpec,
+    RiskFacts,
+    Tool,
+    check_name,
+)
 from tribune.core.pointer import parse_pointer
+from tribune.core.targets import normalise_target
 from tribune.errors import ConfigError, TribuneError
 
 TARGET_KINDS = frozenset({"email", "person", "account", "iban", "url", "host"})
 RISK_KEYS = frozenset(f.name for f in fields(RiskFacts))
+DIRECTORY_KEYS = ("domains", "members", "accounts", "hosts", "counterparties")
+SECTIONS = {
+    "store": frozenset({"url", "durability"}),
+    "audit": frozenset({"checkpoint_every", "group_commit"}),
+    "tasks": frozenset({"default_ttl", "max_ttl"}),
+    "directory": frozenset(DIRECTORY_KEYS),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +70,47 @@ class Settings:
     store_url: str = ""  # empty: <home>/tribune.db
     durability: str = "normal"  # normal | full
     checkpoint_every: int = 1000
+    group_commit: bool = False  # intent and decision in one commit instead of two
     default_task_ttl: int = 3600  # seconds
     max_task_ttl: int = 86400
     directory: Directory = field(default_factory=Directory)
     tools: dict[str, ToolOverride] = field(default_factory=dict)
+
+
+def _refuse_unknown(raw: dict[str, Any], known: Iterable[str], where: str) -> None:
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        hint = None
+        if isinstance(raw[unknown[0]], dict) and where.startswith("tools."):
+            hint = 'quote dotted tool names: [tools."a.b"]'
+        raise ConfigError(f"unknown key `{unknown[0]}` in `{where}`", hint=hint)
+
+
+def _section(raw: dict[str, Any], name: str) -> dict[str, Any]:
+    value = raw.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"`{name}` must be a table")
+    _refuse_unknown(value, SECTIONS[name], name)
+    return value
+
+
+def _int(value: Any, where: str) -> int:
+    # bool is an int in Python; `true` is not a count
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"`{where}` must be a positive integer")
+    return value
+
+
+def _str(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"`{where}` must be a string")
+    return value
+
+
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"`{where}` must be true or false")
+    return value
 
 
 def _strs(value: Any, where: str) -> tuple[str, ...]:
@@ -80,9 +133,7 @@ def _extractor(raw: Any, where: str) -> ExtractorSpec:
     if not isinstance(raw, dict):
         raise ConfigError(f"`{where}` must be a table")
     known = {"kind", "pointer", "role", "target", "aggregate", "required", "literal"}
-    unknown = set(raw) - known
-    if unknown:
-        raise ConfigError(f"unknown key `{sorted(unknown)[0]}` in `{where}`")
+    _refuse_unknown(raw, known, where)
     kind = raw.get("kind")
     if kind not in KINDS:
         raise ConfigError(
@@ -94,11 +145,11 @@ def _extractor(raw: Any, where: str) -> ExtractorSpec:
     spec = ExtractorSpec(
         kind=kind,
         pointer=pointer,
-        role=str(raw.get("role", "")),
-        target=bool(raw.get("target", kind in TARGET_KINDS)),
-        aggregate=raw.get("aggregate", "each"),
-        required=bool(raw.get("required", False)),
-        literal=str(raw.get("literal", "")),
+        role=_str(raw.get("role", ""), f"{where}.role"),
+        target=_bool(raw.get("target", kind in TARGET_KINDS), f"{where}.target"),
+        aggregate=_str(raw.get("aggregate", "each"), f"{where}.aggregate"),
+        required=_bool(raw.get("required", False), f"{where}.required"),
+        literal=_str(raw.get("literal", ""), f"{where}.literal"),
     )
     try:
         check_extractor(spec)
@@ -109,27 +160,28 @@ def _extractor(raw: Any, where: str) -> ExtractorSpec:
 
 def _tool(name: str, raw: Any) -> ToolOverride:
     where = f"tools.{name}"
-    check_name("tool", name)
+    try:
+        check_name("tool", name)
+    except TribuneError as exc:
+        raise ConfigError(f"`{where}`: {exc.message}", hint=exc.hint) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"`{where}` must be a table")
     known = {"description", "groups", "extractors", "sensitive_args", "data_classes", *RISK_KEYS}
-    unknown = set(raw) - known
-    if unknown:
-        raise ConfigError(f"unknown key `{sorted(unknown)[0]}` in `{where}`")
-    risk = {}
-    for key in RISK_KEYS & set(raw):
-        if not isinstance(raw[key], bool):
-            raise ConfigError(f"`{where}.{key}` must be true or false")
-        risk[key] = raw[key]
+    _refuse_unknown(raw, known, where)
+    risk = {key: _bool(raw[key], f"{where}.{key}") for key in sorted(RISK_KEYS & set(raw))}
     extractors = raw.get("extractors")
+    if extractors is not None and not isinstance(extractors, list):
+        raise ConfigError(f"`{where}.extractors` must be a list of tables")
     return ToolOverride(
         name=name,
-        description=raw.get("description"),
+        description=(
+            _str(raw["description"], f"{where}.description") if "description" in raw else None
+        ),
         risk=risk,
         groups=_strs(raw["groups"], f"{where}.groups") if "groups" in raw else None,
         extractors=(
             tuple(_extractor(e, f"{where}.extractors[{i}]") for i, e in enumerate(extractors))
-            if isinstance(extractors, list)
+            if extractors is not None
             else None
         ),
         sensitive_args=(
@@ -143,46 +195,56 @@ def _tool(name: str, raw: Any) -> ToolOverride:
     )
 
 
-def parse_settings(raw: dict[str, Any], normalise: Any = None) -> Settings:
+def parse_settings(raw: dict[str, Any], normalise: Callable[[str], str] | None = None) -> Settings:
     """Parse a ``tribune.toml`` document. ``normalise`` maps directory entries to their canonical
-    form (bootstrap passes ``core.targets.normalise_target``)."""
-    norm = normalise or (lambda s: s.strip().lower())
-    known = {"trust_domain", "environment", "store", "audit", "tasks", "directory", "tools"}
-    unknown = set(raw) - known
-    if unknown:
-        raise ConfigError(f"unknown key `{sorted(unknown)[0]}` in tribune.toml")
-    store = raw.get("store", {})
-    audit = raw.get("audit", {})
-    tasks = raw.get("tasks", {})
-    d = raw.get("directory", {})
+    form (default ``core.targets.normalise_target``, the form classification compares)."""
+    norm = normalise or normalise_target
+    _refuse_unknown(raw, {"trust_domain", "environment", "tools", *SECTIONS}, "tribune.toml")
+    store = _section(raw, "store")
+    audit = _section(raw, "audit")
+    tasks = _section(raw, "tasks")
+    d = _section(raw, "directory")
     try:
         directory = Directory(
             **{
                 key: frozenset(norm(v) for v in _strs(d.get(key, []), f"directory.{key}"))
-                for key in ("domains", "members", "accounts", "hosts", "counterparties")
+                for key in DIRECTORY_KEYS
             }
         )
     except ConfigError:
         raise
     except Exception as exc:  # a malformed entry the normaliser rejects
         raise ConfigError(f"invalid directory entry: {exc}") from None
+    trust_domain = _str(raw.get("trust_domain", "tribune.local"), "trust_domain")
+    if not TRUST_DOMAIN_RE.match(trust_domain):
+        raise ConfigError(
+            f"invalid trust domain `{trust_domain}`",
+            hint="use lowercase letters, digits, `.` and `-`, e.g. `example.com`",
+        )
+    environment = _str(raw.get("environment", "development"), "environment")
+    try:
+        check_name("environment", environment)
+    except TribuneError as exc:
+        raise ConfigError(f"`environment`: {exc.message}", hint=exc.hint) from None
     durability = store.get("durability", "normal")
     if durability not in ("normal", "full"):
         raise ConfigError("`store.durability` must be `normal` or `full`")
-    checkpoint_every = audit.get("checkpoint_every", 1000)
-    if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
-        raise ConfigError("`audit.checkpoint_every` must be a positive integer")
+    default_ttl = _int(tasks.get("default_ttl", 3600), "tasks.default_ttl")
+    max_ttl = _int(tasks.get("max_ttl", 86400), "tasks.max_ttl")
+    if default_ttl > max_ttl:
+        raise ConfigError("`tasks.default_ttl` must not exceed `tasks.max_ttl`")
     tools_raw = raw.get("tools", {})
     if not isinstance(tools_raw, dict):
         raise ConfigError("`tools` must be a table of tool tables")
     return Settings(
-        trust_domain=str(raw.get("trust_domain", "tribune.local")),
-        environment=str(raw.get("environment", "development")),
-        store_url=str(store.get("url", "")),
+        trust_domain=trust_domain,
+        environment=environment,
+        store_url=_str(store.get("url", ""), "store.url"),
         durability=durability,
-        checkpoint_every=checkpoint_every,
-        default_task_ttl=int(tasks.get("default_ttl", 3600)),
-        max_task_ttl=int(tasks.get("max_ttl", 86400)),
+        checkpoint_every=_int(audit.get("checkpoint_every", 1000), "audit.checkpoint_every"),
+        group_commit=_bool(audit.get("group_commit", False), "audit.group_commit"),
+        default_task_ttl=default_ttl,
+        max_task_ttl=max_ttl,
         directory=directory,
         tools={name: _tool(name, t) for name, t in tools_raw.items()},
     )

@@ -11,6 +11,7 @@ from typing import Protocol
 from tribune.core.model import (
     Agent,
     AgentStatus,
+    AuditEntry,
     AuditRecord,
     Checkpoint,
     Group,
@@ -117,6 +118,11 @@ class AuditLog(Protocol):
         agent_id: str | None = None,
     ) -> AuditRecord:
         """Append one record to the chain and make it durable before returning."""
+        ...
+
+    def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+        """Append consecutive records in one transaction (group commit): all are durable when
+        this returns, or none is."""
         ...
 
     def head(self) -> tuple[int, str]:

@@ -35,12 +35,18 @@ class TimeOrderedIds:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last = 0
+        self._pool = b""
+        self._used = 0
 
     def new(self) -> str:
         with self._lock:
             ms = max(time.time_ns() // 1_000_000, self._last)
             self._last = ms
-        rand = int.from_bytes(os.urandom(10), "big")
+            if self._used + 10 > len(self._pool):
+                self._pool, self._used = os.urandom(4000), 0  # one syscall per 400 ids
+            chunk = self._pool[self._used : self._used + 10]
+            self._used += 10
+        rand = int.from_bytes(chunk, "big")
         value = (ms & ((1 << 48) - 1)) << 80 | rand & ((1 << 80) - 1)
         value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
         value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant

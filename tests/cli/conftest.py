@@ -11,14 +11,19 @@ into a template that each test gets a private copy of:
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import typer.main
+import typer.testing
 from typer.testing import CliRunner, Result
 
 from tribune.cli.main import app
@@ -83,7 +88,8 @@ class Cli:
     home: Path
 
     def __call__(self, *args: str, input: str | None = None, home: bool = True) -> Result:
-        """Run ``tribune ARGS --home HOME``; a crash (not an exit) fails the test at once."""
+        """Run ``tribune ARGS --home HOME`` (without ``--home`` for commands that take none);
+        a crash (not an exit) fails the test at once."""
         argv = [*args, "--home", str(self.home)] if home else list(args)
         result = self.runner.invoke(app, argv, input=input)
         if result.exception is not None and not isinstance(result.exception, SystemExit):
@@ -92,9 +98,9 @@ class Cli:
             ) from result.exception
         return result
 
-    def ok(self, *args: str, input: str | None = None) -> Result:
+    def ok(self, *args: str, input: str | None = None, home: bool = True) -> Result:
         """Run a command that must succeed."""
-        result = self(*args, input=input)
+        result = self(*args, input=input, home=home)
         assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr)
         return result
 
@@ -104,9 +110,11 @@ class Cli:
         assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
         return json.loads(result.stdout)
 
-    def error(self, code: str, exit_code: int, *args: str, input: str | None = None) -> Result:
+    def error(
+        self, code: str, exit_code: int, *args: str, input: str | None = None, home: bool = True
+    ) -> Result:
         """Run a command that must fail with ``error[code]`` on stderr and ``exit_code``."""
-        result = self(*args, input=input)
+        result = self(*args, input=input, home=home)
         assert result.exit_code == exit_code, (result.exit_code, result.stdout, result.stderr)
         assert f"error[{code}]:" in result.stderr, result.stderr
         assert "Traceback" not in result.output
@@ -124,14 +132,37 @@ class Cli:
         return int(n)
 
 
+def run_script(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``tribune`` console script (not in-process) with ARGS."""
+    script = Path(sys.executable).with_name("tribune")
+    found = str(script) if script.exists() else shutil.which("tribune")
+    assert found, "the `tribune` console script is not installed"
+    env = {k: v for k, v in os.environ.items() if k != "TRIBUNE_HOME"}
+    return subprocess.run(
+        [found, *args], capture_output=True, text=True, timeout=60, env=env, check=False
+    )
+
+
 def copy_home(template: Path, dest: Path) -> Path:
     shutil.copytree(template, dest)
     return dest
 
 
 @pytest.fixture(scope="session")
-def runner() -> CliRunner:
-    return CliRunner()
+def runner() -> Iterator[CliRunner]:
+    """typer's runner, with the click command built from ``app`` once rather than on every
+    invoke (that rebuild is most of an in-process command's cost). Should typer's private
+    ``_get_command`` go away, the patch does nothing and the tests only run slower."""
+    command = typer.main.get_command(app)
+    patch = pytest.MonkeyPatch()
+    patch.setattr(
+        typer.testing,
+        "_get_command",
+        lambda given: command if given is app else typer.main.get_command(given),
+        raising=False,
+    )
+    yield CliRunner()
+    patch.undo()
 
 
 @pytest.fixture(scope="session")

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import sqlite3
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +12,7 @@ from typer.testing import CliRunner
 from tribune.bootstrap import pack_files
 from tribune.cli.main import app
 
-from .conftest import Cli
+from .conftest import Cli, run_script
 
 
 def _policy_versions(db: Path) -> list[tuple[str, bool]]:
@@ -118,31 +114,15 @@ def test_error_messages_cannot_inject_markup(cli: Cli) -> None:
 # ----------------------------------------------------------------- the installed script
 
 
-def _script() -> str:
-    found = Path(sys.executable).with_name("tribune")
-    if found.exists():
-        return str(found)
-    which = shutil.which("tribune")
-    assert which, "the `tribune` console script is not installed"
-    return which
-
-
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "TRIBUNE_HOME"}
-    return subprocess.run(
-        [_script(), *args], capture_output=True, text=True, timeout=60, env=env, check=False
-    )
-
-
 def test_console_script_help() -> None:
-    done = _run("--help")
+    done = run_script("--help")
     assert done.returncode == 0, done.stderr
     for command in ("init", "demo", "check", "agent", "task", "policy", "audit"):
         assert command in done.stdout
 
 
 def test_console_script_reports_a_missing_home(tmp_path: Path) -> None:
-    done = _run("agent", "list", "--home", str(tmp_path / "none"))
+    done = run_script("agent", "list", "--home", str(tmp_path / "none"))
     assert done.returncode == 1
     assert "error[config_invalid]" in done.stderr
     assert "Traceback" not in done.stderr

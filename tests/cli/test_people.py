@@ -14,7 +14,8 @@ from .conftest import Cli
 
 def test_group_and_user_add(cli: Cli) -> None:
     assert "saved" in cli.ok("group", "add", "eng", "--description", "engineers").stdout
-    assert "saved" in cli.ok("user", "add", "dana", "--email", "Dana@Example.com", "-g", "eng").stdout
+    added = cli.ok("user", "add", "dana", "--email", "Dana@Example.com", "-g", "eng")
+    assert "saved" in added.stdout
     listing = cli.ok("user", "list").stdout
     assert "dana" in listing
     assert "dana@example.com" in listing  # e-mail normalised
@@ -68,9 +69,8 @@ def test_agent_owner_must_exist(org: Cli) -> None:
 
 def test_agent_duplicate_is_a_conflict(org: Cli) -> None:
     before = org.json("agent", "show", "helper")
-    result = org.error(
-        "conflict", 1, "agent", "register", "helper", "--owner", "user:bob", "--purpose", "take over"
-    )
+    again = ("agent", "register", "helper", "--owner", "user:bob", "--purpose", "take over")
+    result = org.error("conflict", 1, *again)
     assert "`helper`" in result.stderr
     assert org.json("agent", "show", "helper") == before  # unchanged
 
@@ -86,6 +86,14 @@ def test_agent_needs_a_purpose(org: Cli) -> None:
     org.error(
         "invalid_input", 2, "agent", "register", "x", "--owner", "user:alice", "--purpose", " "
     )
+
+
+@pytest.mark.parametrize("option", ["--max-amount", "--max-count", "--max-calls"])
+def test_agent_negative_limit_is_invalid_input(org: Cli, option: str) -> None:
+    args = ("agent", "register", "x", "--owner", "user:alice", "--purpose", "p", option, "-1")
+    result = org.error("invalid_input", 2, *args)
+    assert f"`{option}`" in result.stderr
+    org.error("unknown_agent", 2, "agent", "show", "x")
 
 
 def test_agent_list_table_and_json(org: Cli) -> None:
@@ -118,7 +126,8 @@ def test_agent_suspend_denies_calls_and_resume_restores_them(org: Cli) -> None:
     assert denied["effect"] == "deny"
     assert [e["code"] for e in denied["errors"]] == ["agent_inactive"]
     # A suspended agent cannot start new tasks either.
-    org.error("agent_inactive", 1, "task", "start", "helper", "--purpose", "p", "--tool", "kb.search")
+    start = ("task", "start", "helper", "--purpose", "p", "--tool", "kb.search")
+    org.error("agent_inactive", 1, *start)
 
     assert "active" in org.ok("agent", "resume", "helper").stdout
     assert org.json(*check)["effect"] == "allow"
@@ -213,6 +222,13 @@ def test_tool_add_bad_json_names_the_problem(cli: Cli) -> None:
 def test_tool_add_missing_file(cli: Cli, tmp_path: Path) -> None:
     result = cli.error("invalid_input", 2, "tool", "add", f"@{tmp_path / 'none.json'}")
     assert "none.json" in result.stderr
+
+
+def test_tool_add_file_that_is_not_text(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "tool.json"
+    path.write_bytes(b'{"name": "\xff\xfe"}')
+    result = cli.error("invalid_input", 2, "tool", "add", f"@{path}")
+    assert "UTF-8" in result.stderr
 
 
 def test_tool_add_bad_stdin(cli: Cli) -> None:

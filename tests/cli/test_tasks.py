@@ -90,6 +90,9 @@ def test_open_scope_needs_the_entitlement(org: Cli) -> None:
         (("--purpose", "p", *READ, "--ttl", "0"), "invalid_input", 2),
         (("--purpose", "p", *READ, "--ttl", "999999999"), "invalid_input", 2),
         (("--purpose", "p", *READ, "--target", "not a target!!"), "invalid_input", 2),
+        (("--purpose", "p", *READ, "--max-amount", "-1"), "invalid_input", 2),
+        (("--purpose", "p", *READ, "--literal", "=value"), "invalid_input", 2),
+        (("--purpose", "p", *READ, "--env", "two words"), "invalid_input", 2),
     ],
 )
 def test_task_start_bad_input(org: Cli, extra: tuple[str, ...], code: str, exit_code: int) -> None:
@@ -213,10 +216,8 @@ def test_check_records_intent_and_decision(org: Cli) -> None:
 def test_check_out_of_intent_is_denied(org: Cli) -> None:
     task = org.start("helper", "--purpose", "p", *READ)
     # email.send is within helper's entitlements but not in this task's intent.
-    decision = org.json(
-        "check", "--task", task, "--tool", "email.send", "--args", '{"to": ["bob@example.com"]}',
-        code=3,
-    )
+    args = '{"to": ["bob@example.com"]}'
+    decision = org.json("check", "--task", task, "--tool", "email.send", "--args", args, code=3)
     assert decision["effect"] == "deny"
     assert decision["policy_ids"] == ["intent-tool-not-in-scope"]
 

@@ -16,6 +16,7 @@ from tribune.core.model import (
     Agent,
     AgentStatus,
     ApprovalRequirement,
+    AuditEntry,
     AuditRecord,
     Checkpoint,
     Decision,
@@ -123,6 +124,7 @@ EXAMPLES: list[Any] = [
              ApprovalRequirement(2, ())),
     Decision(Effect.ALLOW, "read"),
     AuditRecord(1, RecordKind.INTENT, T0, "a", None, "ag", "{}", "0" * 64, "f" * 64),
+    AuditEntry(RecordKind.DECISION, T0, {"effect": "allow", "n": [1, 2]}, "a", "t", "ag"),
     Checkpoint(10, "ab" * 32, T0, "key", "c2ln"),
 ]
 

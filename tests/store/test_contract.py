@@ -23,6 +23,7 @@ from tribune.core.audit import GENESIS, link
 from tribune.core.model import (
     Agent,
     AgentStatus,
+    AuditEntry,
     AuditRecord,
     Checkpoint,
     Entitlements,
@@ -429,6 +430,28 @@ def test_checkpoints(store: Store) -> None:
         (5, "key-0"), (5, "key-1"), (9, "key-1")
     ]
     assert store.checkpoints()[1] == cp
+
+
+def test_append_many_links_consecutively_in_one_commit(store: Store) -> None:
+    store.append(RecordKind.EVENT, T0, {"n": 0})
+    entries = [
+        AuditEntry(RecordKind.INTENT, T0, {"n": 1}, action_id="a1", task_id="t", agent_id="g"),
+        AuditEntry(RecordKind.DECISION, T0, {"n": 2}, action_id="a1", task_id="t", agent_id="g"),
+    ]
+    first, second = store.append_many(entries)
+    records = list(store.records())
+    assert [r.seq for r in records] == [1, 2, 3]
+    assert records[1:] == [first, second]
+    assert first.prev_hash == records[0].hash and second.prev_hash == first.hash
+    assert (first.kind, second.kind) == (RecordKind.INTENT, RecordKind.DECISION)
+
+
+def test_append_many_is_all_or_nothing(store: Store) -> None:
+    good = AuditEntry(RecordKind.INTENT, T0, {"ok": True})
+    bad = AuditEntry(RecordKind.DECISION, T0, {"x": object()})  # type: ignore[dict-item]
+    with pytest.raises(InvalidInput):
+        store.append_many([good, bad])
+    assert store.count() == 0 and store.head() == (0, GENESIS)
 
 
 def test_concurrent_appends_stay_linear(store: Store) -> None:

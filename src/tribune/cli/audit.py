@@ -79,7 +79,10 @@ def export(
         raise fail(InvalidInput(f"unknown format `{fmt}`", hint="use --format jsonl"))
     with opened(home) as tr:
         total = tr.store.count()
-        stream = out.open("w", encoding="utf-8") if out else sys.stdout
+        try:
+            stream = out.open("w", encoding="utf-8") if out else sys.stdout
+        except OSError as exc:
+            raise InvalidInput(f"cannot write `{out}`: {exc.strerror}") from None
         try:
             with _progress(total) as bar:
                 job = bar.add_task("exporting", total=total)

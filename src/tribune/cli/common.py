@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from tribune.core.model import Limits
 from tribune.errors import InvalidInput, NotFound, PolicyInvalid, TribuneError
 
 console = Console()
@@ -90,7 +91,21 @@ def read_json_arg(text: str, what: str) -> Any:
             text = Path(text[1:]).read_text(encoding="utf-8")
         except OSError as exc:
             raise InvalidInput(f"cannot read `{text[1:]}`: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise InvalidInput(f"`{text[1:]}` is not UTF-8 text") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+
+
+def limits(max_amount: int | None, max_count: int | None, max_calls: int | None) -> Limits:
+    """Limits from command-line options; a negative one is bad input."""
+    for option, value in (
+        ("--max-amount", max_amount),
+        ("--max-count", max_count),
+        ("--max-calls", max_calls),
+    ):
+        if value is not None and value < 0:
+            raise InvalidInput(f"`{option}` must be 0 or more, not `{value}`")
+    return Limits(max_amount, max_count, max_calls)

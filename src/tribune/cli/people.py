@@ -7,8 +7,16 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from tribune.cli.common import HomeOption, console, emit_json, errors, opened, read_json_arg
-from tribune.core.model import Agent, AgentStatus, Entitlements, Limits
+from tribune.cli.common import (
+    HomeOption,
+    console,
+    emit_json,
+    errors,
+    limits,
+    opened,
+    read_json_arg,
+)
+from tribune.core.model import Agent, AgentStatus, Entitlements
 from tribune.errors import InvalidInput
 
 users = typer.Typer(help="Humans: owners and approvers.", no_args_is_help=True)
@@ -102,7 +110,7 @@ def agent_register(
                 tools=frozenset(tool or ()),
                 tool_groups=frozenset(tool_group or ()),
                 environments=frozenset(allow_env or (environment,)),
-                limits=Limits(max_amount, max_count, max_calls),
+                limits=limits(max_amount, max_count, max_calls),
                 open_scope=open_scope,
             ),
         )

@@ -14,10 +14,11 @@ from tribune.cli.common import (
     console,
     emit_json,
     errors,
+    limits,
     opened,
     read_json_arg,
 )
-from tribune.core.model import Effect, Limits, Task
+from tribune.core.model import Effect, Task
 from tribune.errors import InvalidInput
 from tribune.services.tasks import ScopeRequest
 
@@ -97,7 +98,7 @@ def task_start(
                 targets=tuple(target or ()),
                 literals=_literals(literal),
                 environment=environment,
-                limits=Limits(max_amount, max_count, max_calls),
+                limits=limits(max_amount, max_count, max_calls),
                 open_scope=open_scope,
             ),
             ttl=ttl,

@@ -23,7 +23,12 @@ def ts_text(ts: datetime) -> str:
 
     INVARIANT: times are timezone-aware (the clock port returns UTC).
     """
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if ts.tzinfo is not UTC:
+        ts = ts.astimezone(UTC)
+    return (
+        f"{ts.year:04d}-{ts.month:02d}-{ts.day:02d}T"
+        f"{ts.hour:02d}:{ts.minute:02d}:{ts.second:02d}.{ts.microsecond:06d}Z"
+    )
 
 
 def link(

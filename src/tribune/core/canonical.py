@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 import rfc8785
@@ -22,6 +23,9 @@ _fast = json.JSONEncoder(
 ).encode
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _simple(value: Any) -> bool:
     """True when the standard encoder's output is already JCS for ``value``.
 
@@ -30,25 +34,26 @@ def _simple(value: Any) -> bool:
     ``\\u00xx``. Strings with surrogate code points are left to ``rfc8785`` (it rejects them).
     """
     stack = [value]
+    pop, extend = stack.pop, stack.extend
     while stack:
-        item = stack.pop()
+        item = pop()
         kind = type(item)
         if kind is str:
-            if not item.isascii() and any(0xD800 <= ord(c) <= 0xDFFF for c in item):
+            if not item.isascii() and _SURROGATE.search(item):
                 return False
         elif kind is dict:
-            for key, child in item.items():
-                if type(key) is not str or not key.isascii():
+            try:
+                if not "".join(item).isascii():  # also fails on non-text keys
                     return False
-                stack.append(child)
+            except TypeError:
+                return False
+            extend(item.values())
         elif kind is list or kind is tuple:
-            stack.extend(item)
+            extend(item)
         elif kind is int:
             if not -_MAX_SAFE <= item <= _MAX_SAFE:
                 return False
-        elif item is None or kind is bool:
-            continue
-        else:
+        elif item is not None and kind is not bool:
             return False
     return True
 

@@ -48,7 +48,7 @@ from tribune.core.normalise import (
     url_host,
 )
 from tribune.core.pointer import Hit, Key, ShapeMismatch, leaves, parse_pointer, resolve
-from tribune.core.secrets import find_secrets
+from tribune.core.secrets import find_secrets, might_hold_secret
 from tribune.core.textscan import scan_text
 from tribune.errors import ExtractionFailed, InvalidInput
 
@@ -274,10 +274,17 @@ def _read_text(spec: ExtractorSpec, value: Any, facts: _Facts) -> None:
 
 
 def _scan_secrets(arguments: Any, judged: list[tuple[Key, ...]], facts: _Facts) -> None:
-    for keys, text in leaves(arguments):
-        if any(keys[: len(j)] == j for j in judged):
-            continue
-        if facts.is_literal(_sha256(text)):
+    texts = [
+        (keys, text)
+        for keys, text in leaves(arguments)
+        if not any(keys[: len(j)] == j for j in judged)
+    ]
+    # One screen over all the text: every detector's match lies inside one leaf, so no hit in
+    # the joined text means no secret anywhere (a hit only means: look leaf by leaf).
+    if not might_hold_secret("\n".join(text for _, text in texts)):
+        return
+    for _keys, text in texts:
+        if facts.literal_digests and facts.is_literal(_sha256(text)):
             continue
         for kind, value in find_secrets(text):
             facts.secret(kind, value)

@@ -325,6 +325,18 @@ def deny(tool: str, code: str, message: str, policy_version: str | None = None) 
 
 
 @dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """A record to append: what ``AuditLog.append_many`` takes."""
+
+    kind: RecordKind
+    ts: datetime
+    body: dict[str, Any]
+    action_id: str | None = None
+    task_id: str | None = None
+    agent_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AuditRecord:
     """One link of the hash chain. ``body`` is the canonical (RFC 8785) JSON text hashed."""
 

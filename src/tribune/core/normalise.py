@@ -23,7 +23,6 @@ Canonical forms:
 from __future__ import annotations
 
 import functools
-
 import ipaddress
 import math
 import re

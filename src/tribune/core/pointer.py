@@ -6,6 +6,7 @@ every value of an object, in sorted key order). Pure.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -44,8 +45,9 @@ class Hit:
     found: bool
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_pointer(pointer: str) -> tuple[str, ...]:
-    """The unescaped segments of ``pointer``; ``""`` is the whole document."""
+    """The unescaped segments of ``pointer``; ``""`` is the whole document (cached: pure)."""
     if not isinstance(pointer, str) or (pointer and not pointer.startswith("/")):
         raise InvalidInput(
             f"invalid json pointer `{pointer}`", hint="write it as `/to` or `/items/*/id`"

@@ -113,12 +113,17 @@ _TRIGGER = re.compile(
 MIN_SECRET_LENGTH = 15  # `xoxb-` and ten characters
 
 
+def might_hold_secret(text: str) -> bool:
+    """False when ``text`` certainly holds no credential any detector finds (a cheap screen)."""
+    return len(text) >= MIN_SECRET_LENGTH and _TRIGGER.search(text) is not None
+
+
 def find_secrets(text: str) -> list[tuple[str, str]]:
     """Credential-like strings in ``text`` as (kind, value), in table order then text order.
 
     A value found by several detectors is reported once, by the first (most specific) one.
     """
-    if len(text) < MIN_SECRET_LENGTH or not _TRIGGER.search(text):
+    if not might_hold_secret(text):
         return []
     found: list[tuple[str, str]] = []
     seen: set[str] = set()

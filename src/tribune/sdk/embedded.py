@@ -54,11 +54,12 @@ class Governed:
         open_scope: bool = False,
         ttl: int | None = None,
     ) -> Task:
-        request = ScopeRequest(
+        """Start a task for ``agent`` (name or id); its scope must lie within its entitlements."""
+        request = ScopeRequest(  # the service checks and copies the lists (a lone str is refused)
             purpose=purpose,
-            tools=tuple(tools),
-            tool_groups=tuple(tool_groups),
-            targets=tuple(targets),
+            tools=tools,
+            tool_groups=tool_groups,
+            targets=targets,
             literals=dict(literals or {}),
             environment=environment,
             limits=limits or Limits(),
@@ -132,7 +133,7 @@ class Governed:
                     started = time.perf_counter()
                     try:
                         result = await fn(*args, **kwargs)
-                    except asyncio.CancelledError:
+                    except (asyncio.CancelledError, KeyboardInterrupt):  # as in the sync path
                         finish(verdict, ResultStatus.CANCELLED, duration_ms=_ms(started))
                         raise
                     except BaseException as exc:

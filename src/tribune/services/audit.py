@@ -20,13 +20,13 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
 from tribune.core.audit import GENESIS, ts_text
 from tribune.core.canonical import canonical
-from tribune.core.model import AuditRecord, Checkpoint, RecordKind
+from tribune.core.model import AuditEntry, AuditRecord, Checkpoint, RecordKind
 from tribune.core.verify import (
     COLUMN_MISMATCH,
     MALFORMED_EXPORT,
@@ -97,14 +97,25 @@ class AuditService:
         rec = self.log.append(
             kind, self.clock.now(), body, action_id=action_id, task_id=task_id, agent_id=agent_id
         )
+        self._after_append(rec.seq, rec.seq)
+        return rec
+
+    def record_many(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+        """Append ``entries`` in one transaction (group commit); checkpoint as ``record``."""
+        recs = self.log.append_many(entries)
+        if recs:
+            self._after_append(recs[0].seq, recs[-1].seq)
+        return recs
+
+    def _after_append(self, first: int, last: int) -> None:
         # INVARIANT: seq numbers are global, so with several writers (replicas) exactly one of
         # them reaches each multiple and signs it.
-        if self.checkpoint_every and rec.seq % self.checkpoint_every == 0:
+        every = self.checkpoint_every
+        if every and last // every != (first - 1) // every:
             if self.background:
                 self._schedule()
             else:
                 self.checkpoint()
-        return rec
 
     def _schedule(self) -> None:
         if self._worker is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from tribune.config import Settings
@@ -23,8 +23,8 @@ from tribune.core.extract import ArgFacts, extract, redact
 from tribune.core.model import (
     Agent,
     AgentStatus,
+    AuditEntry,
     Decision,
-    Effect,
     RecordKind,
     ResultStatus,
     SessionState,
@@ -188,8 +188,10 @@ class Governor:
         except Exception as exc:  # fail closed on anything unexpected
             failure = _Denied("internal_error", f"{type(exc).__name__} while preparing the call")
 
-        self.audit.record(
+        agent_id = agent.id if agent else None
+        intent = AuditEntry(
             RecordKind.INTENT,
+            self.clock.now(),
             {
                 "tool": tool_name,
                 "arguments": self._recordable(tool, arguments, facts),
@@ -199,10 +201,13 @@ class Governor:
                 "owner": str(agent.owner) if agent else None,
                 "environment": environment,
             },
-            action_id=action_id,
-            task_id=task_id,
-            agent_id=agent.id if agent else None,
+            action_id,
+            task_id,
+            agent_id,
         )
+        if not self.settings.group_commit:
+            # INVARIANT: the intent is durable before the call is decided.
+            self.audit.record_many((intent,))
 
         targets: list[dict[str, str]] = []
         context: dict[str, Any] | None = None
@@ -217,8 +222,9 @@ class Governor:
             except Exception as exc:  # fail closed
                 decision = deny(tool_name, "internal_error", f"{type(exc).__name__} in decision")
 
-        self.audit.record(
+        decided = AuditEntry(
             RecordKind.DECISION,
+            self.clock.now(),
             {
                 **decision.to_dict(),
                 "action_digest": action_digest,
@@ -226,16 +232,19 @@ class Governor:
                 "targets": targets,
                 "context": _summary(context),
             },
-            action_id=action_id,
-            task_id=task_id,
-            agent_id=agent.id if agent else None,
+            action_id,
+            task_id,
+            agent_id,
         )
+        # INVARIANT: intent and decision are durable before decide() returns, so before any
+        # call can run; with group commit they are committed together, intent first.
+        self.audit.record_many((intent, decided) if self.settings.group_commit else (decided,))
         return Verdict(
             action_id=action_id,
             action_digest=action_digest,
             decision=decision,
             task_id=task_id,
-            agent_id=agent.id if agent else None,
+            agent_id=agent_id,
             tool=tool_name,
             targets=tuple(t["value"] for t in targets if t["class"] != "internal"),
         )
@@ -382,6 +391,3 @@ def _summary(context: dict[str, Any] | None) -> dict[str, Any] | None:
     out = dict(context)
     out["task"] = {k: v for k, v in context["task"].items() if k != "id"}
     return out
-
-
-__all__ = ["Effect", "Governor", "Verdict", "replace"]

@@ -46,6 +46,22 @@ def literal_digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
+def _many(kind: str, values: Iterable[str]) -> tuple[str, ...]:
+    """``values`` as a tuple; a lone string is refused (it would be read letter by letter)."""
+    if isinstance(values, str | bytes):
+        raise InvalidInput(f"{kind} must be a list, not `{values!r}`", hint=f'write ["{values}"]')
+    return tuple(values)
+
+
+def _literals(literals: Mapping[str, str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in literals.items():
+        if not isinstance(value, str):
+            raise InvalidInput(f"literal `{name}` must be text")
+        out[check_name("literal", name)] = literal_digest(value)
+    return out
+
+
 def check_within(agent: Agent, scope: Scope) -> None:
     """Raise ``ScopeExceedsEntitlements`` naming the first part of ``scope`` the agent may never
     be granted."""
@@ -109,17 +125,19 @@ class TaskService:
         normalise = self.normalise
         assert callable(normalise)
         try:
-            targets = frozenset(normalise(t) for t in request.targets)
+            targets = frozenset(normalise(t) for t in _many("targets", request.targets))
+        except InvalidInput:
+            raise
         except Exception as exc:
             raise InvalidInput(f"invalid target in scope: {exc}") from None
         scope = Scope(
             purpose=request.purpose.strip(),
-            tools=frozenset(check_name("tool", t) for t in request.tools),
-            tool_groups=frozenset(check_name("tool group", g) for g in request.tool_groups),
+            tools=frozenset(check_name("tool", t) for t in _many("tools", request.tools)),
+            tool_groups=frozenset(
+                check_name("tool group", g) for g in _many("tool groups", request.tool_groups)
+            ),
             targets=targets,
-            literal_digests={
-                check_name("literal", k): literal_digest(v) for k, v in request.literals.items()
-            },
+            literal_digests=_literals(request.literals),
             environment=check_name("environment", environment),
             limits=request.limits.inherit(agent.entitlements.limits),
             open_scope=request.open_scope,

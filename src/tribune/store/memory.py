@@ -17,6 +17,7 @@ from tribune.core.audit import GENESIS, link
 from tribune.core.model import (
     Agent,
     AgentStatus,
+    AuditEntry,
     AuditRecord,
     Checkpoint,
     Group,
@@ -245,19 +246,35 @@ class MemoryStore:
         task_id: str | None = None,
         agent_id: str | None = None,
     ) -> AuditRecord:
-        codec.check_aware(ts)
+        entry = AuditEntry(kind, ts, body, action_id, task_id, agent_id)
+        return self.append_many((entry,))[0]
+
+    def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+        for entry in entries:
+            codec.check_aware(entry.ts)
+        out: list[AuditRecord] = []
         with self._lock:
             seq, prev = self._head()
-            try:
-                record = link(
-                    seq + 1, prev, kind, ts, body,
-                    action_id=action_id, task_id=task_id, agent_id=agent_id,
-                )
-            except (ValueError, TypeError) as e:
-                raise InvalidInput(f"audit body is not JSON: {e}") from None
-            # kept with its time in UTC, as a database returns it
-            self._records.append(dataclasses.replace(record, ts=ts.astimezone(UTC)))
-        return record
+            for entry in entries:
+                seq += 1
+                try:
+                    record = link(
+                        seq,
+                        prev,
+                        entry.kind,
+                        entry.ts,
+                        entry.body,
+                        action_id=entry.action_id,
+                        task_id=entry.task_id,
+                        agent_id=entry.agent_id,
+                    )
+                except (ValueError, TypeError) as e:
+                    raise InvalidInput(f"audit body is not JSON: {e}") from None
+                out.append(record)
+                prev = record.hash
+            # all or nothing: kept (with times in UTC, as a database returns them) only now
+            self._records.extend(dataclasses.replace(r, ts=r.ts.astimezone(UTC)) for r in out)
+        return out
 
     def _head(self) -> tuple[int, str]:
         if not self._records:

@@ -184,7 +184,7 @@ class SqlStore(SqlAuditLog):
     def get_task(self, task_id: str) -> Task | None:
         if self._dialect == "sqlite":
             raw = self._sqlite_read_one(_SQLITE_TASK, (task_id,))
-            return _task(_TaskRow(*raw)) if raw is not None else None
+            return _task_from_raw(raw) if raw is not None else None
         row = self._one(tasks, "id", task_id)
         return _task(row) if row is not None else None
 
@@ -349,6 +349,12 @@ def _task_row(task: Task) -> dict[str, Any]:
         "scope": codec.dumps(task.scope),
         "session": codec.dumps(task.session),
     }
+
+
+@functools.lru_cache(maxsize=4096)
+def _task_from_raw(raw: tuple[Any, ...]) -> Task:
+    # A row is a tuple of plain values: equal rows decode to equal (immutable) tasks.
+    return _task(_TaskRow(*raw))
 
 
 @functools.lru_cache(maxsize=4096)

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import PoolProxiedConnection
 
 from tribune.core.audit import GENESIS, link
-from tribune.core.model import AuditRecord, Checkpoint, RecordKind
+from tribune.core.model import AuditEntry, AuditRecord, Checkpoint, RecordKind
 from tribune.errors import AuditIntegrityError, Conflict, InvalidInput, StoreError
 from tribune.store.codec import check_aware, from_micros, to_micros
 from tribune.store.engine import AUDIT_LOCK, read_tx, translate_errors, write_tx
@@ -137,20 +137,29 @@ class SqlAuditLog:
         agent_id: str | None = None,
     ) -> AuditRecord:
         """Append one record to the chain; it is committed (durable) when this returns."""
-        check_aware(ts)
-        ids = {"action_id": action_id, "task_id": task_id, "agent_id": agent_id}
+        entry = AuditEntry(kind, ts, body, action_id, task_id, agent_id)
+        return self.append_many((entry,))[0]
+
+    def append_many(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+        """Append ``entries`` as consecutive records in ONE transaction (group commit)."""
+        for entry in entries:
+            check_aware(entry.ts)
         if self._dialect == "sqlite":
-            return self._append_sqlite(kind, ts, body, ids)
+            return self._append_sqlite(entries)
+        out: list[AuditRecord] = []
         with write_tx(self.engine, lock=AUDIT_LOCK) as conn:
             row = conn.execute(_HEAD).first()
             seq, prev = (row[0], row[1]) if row is not None else (0, GENESIS)
-            record = _link(seq + 1, prev, kind, ts, body, ids)
-            conn.execute(_INSERT, _row(record))
-        return record
+            for entry in entries:
+                seq += 1
+                record = _link(seq, prev, entry)
+                conn.execute(_INSERT, _row(record))
+                out.append(record)
+                prev = record.hash
+        return out
 
-    def _append_sqlite(
-        self, kind: RecordKind, ts: datetime, body: dict[str, object], ids: dict[str, Any]
-    ) -> AuditRecord:
+    def _append_sqlite(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
+        out: list[AuditRecord] = []
         with self._append_lock, translate_errors():
             if self._raw is None:
                 raise StoreError("the store is closed")
@@ -159,18 +168,22 @@ class SqlAuditLog:
             try:
                 row = conn.execute(_SQLITE_HEAD).fetchone()
                 seq, prev = row if row is not None else (0, GENESIS)
-                record = _link(seq + 1, prev, kind, ts, body, ids)
-                values = _row(record)
-                conn.execute(_SQLITE_INSERT, [values[c] for c in _INSERT_ORDER])
+                for entry in entries:
+                    seq += 1
+                    record = _link(seq, prev, entry)
+                    values = _row(record)
+                    conn.execute(_SQLITE_INSERT, [values[c] for c in _INSERT_ORDER])
+                    out.append(record)
+                    prev = record.hash
                 conn.execute("COMMIT")
-                self._appends += 1
-                if self._appends % WAL_EVERY == 0:
+                self._appends += len(out)
+                if self._appends // WAL_EVERY != (self._appends - len(out)) // WAL_EVERY:
                     self._checkpoint_wal_soon()
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        return record
+        return out
 
     def _sqlite_read_one(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
         """One row from the dedicated raw connection (SQLite only): the decision path's reads
@@ -259,22 +272,25 @@ class SqlAuditLog:
         with read_tx(self.engine) as conn:
             rows = conn.execute(select(audit_checkpoints).order_by(c.seq, c.key_id)).all()
         return [
-            Checkpoint(seq=r.seq, hash=r.hash, ts=from_micros(r.ts), key_id=r.key_id,
-                       signature=r.signature)
+            Checkpoint(
+                seq=r.seq, hash=r.hash, ts=from_micros(r.ts), key_id=r.key_id, signature=r.signature
+            )
             for r in rows
         ]
 
 
-def _link(
-    seq: int,
-    prev: str,
-    kind: RecordKind,
-    ts: datetime,
-    body: dict[str, object],
-    ids: dict[str, Any],
-) -> AuditRecord:
+def _link(seq: int, prev: str, entry: AuditEntry) -> AuditRecord:
     try:
-        return link(seq, prev, kind, ts, body, **ids)
+        return link(
+            seq,
+            prev,
+            entry.kind,
+            entry.ts,
+            entry.body,
+            action_id=entry.action_id,
+            task_id=entry.task_id,
+            agent_id=entry.agent_id,
+        )
     except (ValueError, TypeError) as e:  # rfc8785 refuses values JSON cannot hold
         raise InvalidInput(f"audit body is not JSON: {e}") from None
 

@@ -1,0 +1,54 @@
+"""`tribune demo`: the scripted tour, in-process and through the installed script."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from tribune.cli.demo import run_demo
+from tribune.cli.main import app
+
+from .conftest import Cli, run_script
+
+EXPECTED = {
+    "read": "allow",
+    "out_of_intent": "deny",
+    "send_named": "allow",
+    "send_unknown": "approval_required",
+    "prod_destructive": "approval_required",
+    "after_end": "deny",
+    "verify": "ok",
+}
+
+
+def test_run_demo_effects(tmp_path: Path, runner: CliRunner) -> None:
+    home = tmp_path / "demo"
+    assert run_demo(home) == EXPECTED
+    # It left a real home behind that the other commands can read.
+    cli = Cli(runner, home)
+    assert cli.ok("audit", "verify").stdout.startswith("ok")
+    agents = {a["name"] for a in cli.json("agent", "list", "--json")}
+    assert agents == {"support-bot", "ops-bot"}
+    assert cli.json("task", "list", "--active", "--json") == []  # both tasks ended
+
+
+def test_demo_command(tmp_path: Path, runner: CliRunner) -> None:
+    home = tmp_path / "demo"
+    result = runner.invoke(app, ["demo", "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    for word in ("allow", "deny", "approval_required", "ok"):
+        assert word in result.stdout
+    assert "intent-tool-not-in-scope" in result.stdout
+    assert "task_inactive" in result.stdout
+    assert (home / "tribune.db").is_file()
+
+
+def test_demo_console_script(tmp_path: Path, runner: CliRunner) -> None:
+    home = tmp_path / "demo"
+    done = run_script("demo", "--home", str(home))
+    assert done.returncode == 0, done.stderr
+    for word in ("allow", "deny", "approval_required", "ok"):
+        assert word in done.stdout
+    assert "Traceback" not in done.stderr
+    assert Cli(runner, home).ok("audit", "verify").stdout.startswith("ok")
