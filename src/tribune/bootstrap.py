@@ -153,10 +153,15 @@ class Tribune(Governed):
         super().__init__(self)
 
     def close(self) -> None:
-        """Write a final checkpoint and close the store."""
+        """Sign a final checkpoint over what this process wrote, then close the store.
+
+        A process that only read signs nothing, so a read-only command still works (and
+        `audit verify` still reports) when the chain has been tampered with.
+        """
         try:
             self.audit.stop()
-            self.audit.checkpoint()
+            if self.audit.wrote:
+                self.audit.checkpoint()
         finally:
             self.store.close()
 
@@ -176,6 +181,9 @@ def init_home(home: Path) -> Path:
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     config = home / "tribune.toml"
     if not config.exists():
+        # First init: the home holds the audit database and keys; an existing directory (or a
+        # umask) must not leave it open to other users. Later `chmod`s by the owner stand.
+        home.chmod(0o700)
         config.write_text(CONFIG_TEMPLATE, encoding="utf-8")
     policies = home / "policies"
     if not policies.exists():

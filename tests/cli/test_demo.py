@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from tribune.cli.demo import run_demo
@@ -31,6 +33,26 @@ def test_run_demo_effects(tmp_path: Path, runner: CliRunner) -> None:
     agents = {a["name"] for a in cli.json("agent", "list", "--json")}
     assert agents == {"support-bot", "ops-bot"}
     assert cli.json("task", "list", "--active", "--json") == []  # both tasks ended
+
+
+def test_run_demo_twice_in_one_home(tmp_path: Path, runner: CliRunner) -> None:
+    home = tmp_path / "demo"
+    assert run_demo(home) == EXPECTED
+    assert run_demo(home) == EXPECTED
+    cli = Cli(runner, home)
+    assert len(cli.json("task", "list", "--json")) == 4
+    assert cli.ok("audit", "verify").stdout.startswith("ok")
+
+
+def test_demo_without_home_uses_a_fresh_temporary_one(
+    tmp_path: Path, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    result = runner.invoke(app, ["demo"], env={"TRIBUNE_HOME": str(tmp_path / "not-this")})
+    assert result.exit_code == 0, result.output
+    (made,) = tmp_path.glob("tribune-demo-*")
+    assert (made / "tribune.db").is_file()
+    assert not (tmp_path / "not-this").exists()
 
 
 def test_demo_command(tmp_path: Path, runner: CliRunner) -> None:

@@ -301,10 +301,12 @@ def test_check_args_from_file_and_stdin(org: Cli, write: Callable[[str, str], Pa
     task = org.start("helper", "--purpose", "p", "--tool", "email.send")
     args = json.dumps({"to": ["stranger@elsewhere.example"]})
     path = write("args.json", args)
-    assert org.json("check", "--task", task, "--tool", "email.send", "--args", f"@{path}", code=4)
-    assert org.json(
-        "check", "--task", task, "--tool", "email.send", "--args", "-", input=args, code=4
-    )
+    # The recipient in the arguments is read: unknown, so approval is required.
+    check = ("check", "--task", task, "--tool", "email.send", "--args")
+    from_file = org.json(*check, f"@{path}", code=4)
+    from_stdin = org.json(*check, "-", input=args, code=4)
+    assert from_file["effect"] == from_stdin["effect"] == "approval_required"
+    assert from_file["action_digest"] == from_stdin["action_digest"]  # the same action
 
 
 @pytest.mark.parametrize(

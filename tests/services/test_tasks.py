@@ -41,26 +41,24 @@ def dump_store(world: World) -> str:
 # --------------------------------------------------------------------------- entitlements
 
 
-@pytest.mark.parametrize(
-    ("agent", "scope", "names"),
-    [
-        ("ops", {"tools": ["crm.read"]}, "tool `crm.read`"),
-        ("helper", {"tool_groups": ["payments"]}, "tool group `payments`"),
-        ("helper", {"tools": ["crm.read"], "environment": "staging"}, "environment `staging`"),
-        ("ops", {"tool_groups": ["database"], "environment": "development"}, "`development`"),
-        ("helper", {"tools": ["crm.read"], "limits": Limits(max_amount=100_001)}, "limits"),
-        ("ops", {"open_scope": True}, "open-scope"),
-    ],
-)
-def test_scope_outside_entitlements_is_refused(
-    world: World, agent: str, scope: dict[str, Any], names: str
-) -> None:
-    before = len(world.tr.tasks.list())
-    with pytest.raises(TribuneError) as info:
-        world.tr.start_task(agent, purpose="try for more", **scope)
-    assert info.value.code == "scope_exceeds_entitlements"
-    assert names in info.value.message
-    assert len(world.tr.tasks.list()) == before
+# (agent, scope, what the message names): none of these may ever be granted
+BEYOND = [
+    ("ops", {"tools": ["crm.read"]}, "tool `crm.read`"),
+    ("helper", {"tool_groups": ["payments"]}, "tool group `payments`"),
+    ("helper", {"tools": ["crm.read"], "environment": "staging"}, "environment `staging`"),
+    ("ops", {"tool_groups": ["database"], "environment": "development"}, "`development`"),
+    ("helper", {"tools": ["crm.read"], "limits": Limits(max_amount=100_001)}, "limits"),
+    ("ops", {"open_scope": True}, "open-scope"),
+]
+
+
+def test_scope_outside_entitlements_is_refused(world: World) -> None:
+    for agent, scope, names in BEYOND:
+        with pytest.raises(TribuneError) as info:
+            world.tr.start_task(agent, purpose="try for more", **scope)
+        assert info.value.code == "scope_exceeds_entitlements", scope
+        assert names in info.value.message
+    assert world.tr.tasks.list() == []
     assert started_events(world) == []
 
 
@@ -102,37 +100,35 @@ def test_open_scope_needs_the_entitlement(world: World) -> None:
 # --------------------------------------------------------------------------- invalid input
 
 
-@pytest.mark.parametrize(
-    "scope",
-    [
-        {"purpose": "", "tools": ["crm.read"]},
-        {"purpose": "   \n", "tools": ["crm.read"]},
-        {"purpose": "nothing declared"},
-        {"purpose": "x", "tools": []},
-        {"purpose": "x", "tools": ["crm.read"], "ttl": 0},
-        {"purpose": "x", "tools": ["crm.read"], "ttl": -5},
-        {"purpose": "x", "tools": ["crm.read"], "ttl": 86_401},
-        {"purpose": "x", "tools": ["../etc/passwd"]},
-        {"purpose": "x", "tool_groups": ["a group"]},
-        {"purpose": "x", "tools": ["crm.read"], "environment": "dev/../prod"},
-        {"purpose": "x", "tools": ["crm.read"], "literals": {"bad name": "v"}},
-        {"purpose": "x", "tools": ["crm.read"], "targets": ["http://"]},
-        {"purpose": "x", "tools": ["crm.read"], "targets": ["not a target!!"]},
-        {"purpose": "x", "tools": ["crm.read"], "targets": ["email:nobody"]},
-        # a lone string would be read letter by letter
-        {"purpose": "x", "tools": "crm.read"},
-        {"purpose": "x", "tool_groups": "crm"},
-        {"purpose": "x", "tools": ["crm.read"], "targets": "bob@acme.com"},
-        {"purpose": "x", "tools": ["crm.read"], "literals": {"pin": 1234}},
-    ],
-)
-def test_malformed_scope_is_invalid_input_and_stores_nothing(
-    world: World, scope: dict[str, Any]
-) -> None:
+MALFORMED = [
+    {"purpose": "", "tools": ["crm.read"]},
+    {"purpose": "   \n", "tools": ["crm.read"]},
+    {"purpose": "nothing declared"},
+    {"purpose": "x", "tools": []},
+    {"purpose": "x", "tools": ["crm.read"], "ttl": 0},
+    {"purpose": "x", "tools": ["crm.read"], "ttl": -5},
+    {"purpose": "x", "tools": ["crm.read"], "ttl": 86_401},
+    {"purpose": "x", "tools": ["../etc/passwd"]},
+    {"purpose": "x", "tool_groups": ["a group"]},
+    {"purpose": "x", "tools": ["crm.read"], "environment": "dev/../prod"},
+    {"purpose": "x", "tools": ["crm.read"], "literals": {"bad name": "v"}},
+    {"purpose": "x", "tools": ["crm.read"], "targets": ["http://"]},
+    {"purpose": "x", "tools": ["crm.read"], "targets": ["not a target!!"]},
+    {"purpose": "x", "tools": ["crm.read"], "targets": ["email:nobody"]},
+    # a lone string would be read letter by letter
+    {"purpose": "x", "tools": "crm.read"},
+    {"purpose": "x", "tool_groups": "crm"},
+    {"purpose": "x", "tools": ["crm.read"], "targets": "bob@acme.com"},
+    {"purpose": "x", "tools": ["crm.read"], "literals": {"pin": 1234}},
+]
+
+
+def test_malformed_scope_is_invalid_input_and_stores_nothing(world: World) -> None:
     before = world.tr.store.count()
-    with pytest.raises(TribuneError) as info:
-        world.tr.start_task("helper", **scope)
-    assert info.value.code == "invalid_input"
+    for scope in MALFORMED:
+        with pytest.raises(TribuneError) as info:
+            world.tr.start_task("helper", **scope)
+        assert info.value.code == "invalid_input", scope
     assert world.tr.store.count() == before
     assert world.tr.tasks.list() == []
 

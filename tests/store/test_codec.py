@@ -51,7 +51,7 @@ times = st.datetimes(
 )
 names = st.text(min_size=0, max_size=12)
 name_sets = st.frozensets(names, max_size=5)
-maybe_int = st.none() | st.integers(min_value=-(2**62), max_value=2**62)
+maybe_int = st.none() | st.integers(min_value=0, max_value=2**62)
 limits = st.builds(Limits, maybe_int, maybe_int, maybe_int)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=8)
@@ -179,6 +179,7 @@ def test_missing_field_with_a_default_takes_it() -> None:
         (Group, '["sre"]'),
         (Limits, '{"max_amount": true}'),
         (Limits, '{"max_amount": "12"}'),
+        (Limits, '{"max_amount": -1}'),
         (SessionState, '{"data_read": "pii"}'),
         (Agent, '{"status": "bogus"}'),
         (Decision, '{"effect": "maybe", "tool": "x"}'),

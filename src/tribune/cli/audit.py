@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from tribune.cli.common import EXIT_FAILURE, HomeOption, console, err_console, fail, opened
@@ -51,18 +52,21 @@ def verify(
         with _progress(total) as bar:
             job = bar.add_task("verifying", total=total)
             report = tr.audit.verify(progress=lambda n: bar.update(job, completed=n), strict=strict)
-    if report.ok:
-        console.print(
-            f"[green]ok[/]: {report.checked:,} records, "
-            f"{report.checkpoints_verified} signed checkpoint(s) verified"
-        )
-        return
-    console.print(
-        f"[red]TAMPERED[/] at record {report.first_bad_seq}: {report.problem}", highlight=False
-    )
-    if getattr(report, "message", None):
-        console.print(f"  {report.message}", highlight=False)
-    raise typer.Exit(EXIT_FAILURE)
+        # Printed before closing: closing signs a checkpoint, which a tampered head refuses.
+        if report.ok:
+            console.print(
+                f"[green]ok[/]: {report.checked:,} records, "
+                f"{report.checkpoints_verified} signed checkpoint(s) verified"
+            )
+        else:
+            console.print(
+                f"[red]TAMPERED[/] at record {report.first_bad_seq}: {escape(str(report.problem))}",
+                highlight=False,
+            )
+            if report.message:
+                console.print(f"  {report.message}", highlight=False, markup=False)
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILURE)
 
 
 @audit.command("export")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from rich.panel import Panel
 
 from tribune.cli.common import console
 from tribune.core.model import Effect, Entitlements, ExtractorSpec, Limits, RiskFacts, Tool
+from tribune.errors import Conflict
 
 TOOLS = (
     Tool(
@@ -93,26 +95,29 @@ def run_demo(home: Path | None = None) -> dict[str, str]:
         tr.registry.add_user("carol", email="carol@example.com", groups=("approvers",))
         for tool in TOOLS:
             tr.registry.register_tool(tool)
-        tr.registry.register_agent(
-            "support-bot",
-            owner="user:alice",
-            purpose="answer customer tickets",
-            environment="development",
-            entitlements=Entitlements(
-                tools=frozenset({"crm.read_customer", "email.send", "payments.refund"}),
-                environments=frozenset({"development"}),
-                limits=Limits(max_amount=50_000),
-            ),
-        )
-        tr.registry.register_agent(
-            "ops-bot",
-            owner="group:support",
-            purpose="database maintenance",
-            environment="production",
-            entitlements=Entitlements(
-                tool_groups=frozenset({"database"}), environments=frozenset({"production"})
-            ),
-        )
+        # A second run in the same home keeps the agents the first one registered.
+        with suppress(Conflict):
+            tr.registry.register_agent(
+                "support-bot",
+                owner="user:alice",
+                purpose="answer customer tickets",
+                environment="development",
+                entitlements=Entitlements(
+                    tools=frozenset({"crm.read_customer", "email.send", "payments.refund"}),
+                    environments=frozenset({"development"}),
+                    limits=Limits(max_amount=50_000),
+                ),
+            )
+        with suppress(Conflict):
+            tr.registry.register_agent(
+                "ops-bot",
+                owner="group:support",
+                purpose="database maintenance",
+                environment="production",
+                entitlements=Entitlements(
+                    tool_groups=frozenset({"database"}), environments=frozenset({"production"})
+                ),
+            )
         task = tr.start_task(
             "support-bot",
             purpose="answer ticket 4711 from customer 42",

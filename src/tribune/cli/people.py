@@ -171,6 +171,9 @@ def tool_add(
             raise InvalidInput("a tool is a JSON object with a `name`")
         risk_keys = ("read_only", "destructive", "idempotent", "open_world", "untrusted_output")
         risk = {k: raw[k] for k in risk_keys if k in raw}
+        # MCP: destructiveHint means something only for tools that are not read-only
+        if risk.get("read_only") is True:
+            risk.setdefault("destructive", False)
         if any(not isinstance(v, bool) for v in risk.values()):
             raise InvalidInput("risk facts must be true or false")
         groups = raw.get("groups") or []

@@ -158,6 +158,8 @@ def check(
     """
     with errors():
         if request is not None:
+            if task or tool or args != "{}":
+                raise InvalidInput("give either --request or --task/--tool/--args, not both")
             raw = read_json_arg(request, "the request")
             if not isinstance(raw, dict):
                 raise InvalidInput("the request must be a JSON object")

@@ -36,6 +36,8 @@ def agent_spiffe_id(trust_domain: str, name: str) -> str:
 
 
 class Effect(StrEnum):
+    """What a decision says: the call may run, may not, or needs human approval first."""
+
     ALLOW = "allow"
     DENY = "deny"
     APPROVAL_REQUIRED = "approval_required"
@@ -121,6 +123,12 @@ class Limits:
     max_amount: int | None = None  # total amount per call, minor units (cents)
     max_count: int | None = None  # items affected per call
     max_calls: int | None = None  # calls per task
+
+    def __post_init__(self) -> None:
+        for name in ("max_amount", "max_count", "max_calls"):
+            value = getattr(self, name)
+            if value is not None and (type(value) is not int or value < 0):
+                raise InvalidInput(f"`{name}` must be a whole number of at least 0")
 
     def inherit(self, outer: Limits) -> Limits:
         """These limits, with each one left unset taken from ``outer``."""
@@ -273,6 +281,10 @@ class Directory:
 
 @dataclass(frozen=True, slots=True)
 class ApprovalRequirement:
+    """Who must approve before an approval-required call may run: ``quorum`` distinct people
+    from the ``approvers`` groups (any approver when empty), the agent's owner only if
+    ``owner_may_approve``."""
+
     quorum: int
     approvers: tuple[str, ...]  # group names; empty means any approver
     owner_may_approve: bool = False

@@ -102,6 +102,12 @@ class Governed:
 
         def wrap(fn: F) -> F:
             name = tool or fn.__name__
+            if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+                # its body would run only when iterated: after the result was recorded
+                raise InvalidInput(
+                    f"cannot govern generator function `{fn.__name__}`",
+                    hint="govern a function that returns the collected values",
+                )
             signature = inspect.signature(fn)
 
             def arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:

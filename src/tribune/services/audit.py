@@ -20,7 +20,8 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -77,6 +78,7 @@ class AuditService:
         # verify-and-sign never lands on a governed call.
         self.background = background
         self.last_error: Exception | None = None
+        self.wrote = False  # this service appended since it started
         self._due = threading.Event()
         self._stopping = False
         self._worker: threading.Thread | None = None
@@ -97,12 +99,14 @@ class AuditService:
         rec = self.log.append(
             kind, self.clock.now(), body, action_id=action_id, task_id=task_id, agent_id=agent_id
         )
+        self.wrote = True
         self._after_append(rec.seq, rec.seq)
         return rec
 
     def record_many(self, entries: Sequence[AuditEntry]) -> list[AuditRecord]:
         """Append ``entries`` in one transaction (group commit); checkpoint as ``record``."""
         recs = self.log.append_many(entries)
+        self.wrote = True
         if recs:
             self._after_append(recs[0].seq, recs[-1].seq)
         return recs
@@ -198,14 +202,22 @@ class AuditService:
                 hint="run `tribune audit verify`",
             )
         count = seq - start[0]
-        records = self.log.records(after_seq=start[0], limit=count) if count else ()
+        records: Iterable[AuditRecord] = (
+            self.log.records(after_seq=start[0], limit=count) if count else ()
+        )
+        if threading.current_thread() is self._worker:
+            records = _yielding(records)
         report = verify_chain(records, [], self.verifier, start=start)
-        if not report.ok or report.last_seq != seq or report.last_hash != head_hash:
-            raise AuditIntegrityError(
-                f"refusing to sign checkpoint at seq {seq}: "
-                + (report.message or "the head moved under verification"),
-                hint="run `tribune audit verify`",
-            )
+        if not report.ok:
+            problem = report.message
+        elif report.last_seq != seq or report.last_hash != head_hash:
+            problem = "the head of the chain does not follow from the last checkpoint"
+        else:
+            return
+        raise AuditIntegrityError(
+            f"refusing to sign checkpoint at seq {seq}: {problem}",
+            hint="run `tribune audit verify`",
+        )
 
     # ----------------------------------------------------------------- reading
 
@@ -387,3 +399,12 @@ def verify_jsonl(
         if not ok:
             break
     return chain.finish()
+
+
+def _yielding(records: Iterable[AuditRecord], every: int = 32) -> Iterator[AuditRecord]:
+    """Pass records through, letting other threads run every few: a background checkpoint
+    must not hold the interpreter for the length of a whole verification."""
+    for i, record in enumerate(records, 1):
+        if i % every == 0:
+            time.sleep(0)
+        yield record
