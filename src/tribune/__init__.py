@@ -14,7 +14,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tribune.core.model import ApprovalRequirement, Decision, Effect, Limits
+from tribune.core.model import (
+    ApprovalRequirement,
+    Decision,
+    Effect,
+    Entitlements,
+    ExtractorSpec,
+    Limits,
+    RiskFacts,
+    Tool,
+)
 from tribune.errors import ActionDenied, ApprovalRequired, TribuneError
 
 if TYPE_CHECKING:
@@ -37,7 +46,11 @@ __all__ = [
     "ApprovalRequirement",
     "Decision",
     "Effect",
+    "Entitlements",
+    "ExtractorSpec",
     "Limits",
+    "RiskFacts",
+    "Tool",
     "TribuneError",
     "__version__",
     "open",

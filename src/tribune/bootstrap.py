@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tribune.config import Settings, parse_settings
+from tribune.core.taint import injection_markers
 from tribune.core.targets import normalise_target
 from tribune.crypto import Ed25519Signer, Ed25519Verifier, load_or_create_key_pair
 from tribune.crypto.keys import load_public_keys, save_public_key
@@ -47,6 +48,9 @@ group_commit = false
 [tasks]
 default_ttl = 3600
 max_ttl = 86400
+# What taints a task besides tools marked untrusted_output: "markers" also flags results that
+# carry instruction-like text (prompt-injection markers); "none" turns that heuristic off.
+taint_classifier = "markers"
 
 # The organisation as policy sees it: targets are classified internal / known / named / unknown.
 [directory]
@@ -148,7 +152,15 @@ class Tribune(Governed):
             max_ttl=settings.max_task_ttl,
         )
         self.policies = PolicyService(store, self.clock, self.ids, self.audit)
-        self.governor = Governor(store, self.clock, self.ids, self.audit, self.policies, settings)
+        self.governor = Governor(
+            store,
+            self.clock,
+            self.ids,
+            self.audit,
+            self.policies,
+            settings,
+            classifier=injection_markers if settings.taint_classifier == "markers" else None,
+        )
         self.registry.on_change.append(self.governor.invalidate)
         super().__init__(self)
 

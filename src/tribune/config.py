@@ -29,7 +29,7 @@ DIRECTORY_KEYS = ("domains", "members", "accounts", "hosts", "counterparties")
 SECTIONS = {
     "store": frozenset({"url", "durability"}),
     "audit": frozenset({"checkpoint_every", "group_commit"}),
-    "tasks": frozenset({"default_ttl", "max_ttl"}),
+    "tasks": frozenset({"default_ttl", "max_ttl", "taint_classifier"}),
     "directory": frozenset(DIRECTORY_KEYS),
 }
 
@@ -71,6 +71,7 @@ class Settings:
     durability: str = "normal"  # normal | full
     checkpoint_every: int = 1000
     group_commit: bool = False  # intent and decision in one commit instead of two
+    taint_classifier: str = "markers"  # markers | none: what else taints a task
     default_task_ttl: int = 3600  # seconds
     max_task_ttl: int = 86400
     directory: Directory = field(default_factory=Directory)
@@ -233,6 +234,9 @@ def parse_settings(raw: dict[str, Any], normalise: Callable[[str], str] | None =
     max_ttl = _int(tasks.get("max_ttl", 86400), "tasks.max_ttl")
     if default_ttl > max_ttl:
         raise ConfigError("`tasks.default_ttl` must not exceed `tasks.max_ttl`")
+    classifier = tasks.get("taint_classifier", "markers")
+    if classifier not in ("markers", "none"):
+        raise ConfigError("`tasks.taint_classifier` must be `markers` or `none`")
     tools_raw = raw.get("tools", {})
     if not isinstance(tools_raw, dict):
         raise ConfigError("`tools` must be a table of tool tables")
@@ -243,6 +247,7 @@ def parse_settings(raw: dict[str, Any], normalise: Callable[[str], str] | None =
         durability=durability,
         checkpoint_every=_int(audit.get("checkpoint_every", 1000), "audit.checkpoint_every"),
         group_commit=_bool(audit.get("group_commit", False), "audit.group_commit"),
+        taint_classifier=classifier,
         default_task_ttl=default_ttl,
         max_task_ttl=max_ttl,
         directory=directory,

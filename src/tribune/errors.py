@@ -136,8 +136,13 @@ class ActionDenied(TribuneError):
     code = "action_denied"
 
     def __init__(self, decision: Any, action_id: str) -> None:
-        policies = ", ".join(decision.policy_ids) or "no permitting policy"
-        super().__init__(f"`{decision.tool}` denied by {policies}")
+        reasons = "; ".join(getattr(decision, "reasons", ()) or ())
+        errors = "; ".join(e.message for e in getattr(decision, "errors", ()) or ())
+        if decision.policy_ids:
+            why = f"by {', '.join(decision.policy_ids)}" + (f": {reasons}" if reasons else "")
+        else:
+            why = f": {errors}" if errors else ": no policy permits it"
+        super().__init__(f"`{decision.tool}` denied {why}".replace(" :", ":"))
         self.decision = decision
         self.action_id = action_id
 

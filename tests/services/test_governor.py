@@ -313,3 +313,47 @@ def test_reconcile_records_unknown_for_calls_that_never_finished(world: World) -
     assert results[-1]["data"]["action_digest"] == lost.action_digest
     assert world.tr.audit.reconcile(before=before) == 0  # idempotent
     assert recent.action_id not in {r["action_id"] for r in results}
+
+
+def test_open_scope_never_reaches_past_entitlements(world: World) -> None:
+    from tribune.core.model import Entitlements
+
+    world.tr.registry.register_agent(
+        "narrow",
+        owner="user:alice",
+        purpose="read the crm",
+        environment="development",
+        entitlements=Entitlements(tools=frozenset({"crm.read"}), open_scope=True),
+    )
+    task = world.task("narrow", open_scope=True)
+    assert decide(world, task.id, "crm.read", {"customer_id": "1"}).allowed
+    v = decide(world, task.id, "email.send", {"to": ["bob@acme.com"]})
+    assert v.decision.effect is Effect.DENY
+    assert "intent-tool-not-in-scope" in v.decision.policy_ids
+    elsewhere = decide(world, task.id, "crm.read", {"customer_id": "1"}, environment="production")
+    assert "intent-environment-not-in-scope" in elsewhere.decision.policy_ids
+
+
+def test_check_only_decisions_are_not_reconciled(world: World) -> None:
+    from datetime import timedelta
+
+    task = world.task(ttl=86400)
+    probe = decide(world, task.id, "crm.read", {"customer_id": "1"}, expects_result=False)
+    assert probe.allowed
+    assert world.records()[-1]["data"]["expects_result"] is False
+    world.clock.advance(7200)
+    assert world.tr.audit.reconcile(before=world.tr.clock.now() - timedelta(hours=1)) == 0
+
+
+def test_reads_teach_no_targets(world: World) -> None:
+    task = world.task(open_scope=True)
+    v = decide(world, task.id, "web.fetch", {"url": "https://fresh.example/"})
+    world.tr.governor.finish(v, ResultStatus.OK, output="")
+    assert "fresh.example" not in world.tr.store.learned_targets()
+
+
+def test_decisions_carry_the_policies_reasons(world: World) -> None:
+    task = world.task(tools=["crm.read"])
+    v = decide(world, task.id, "email.send", {"to": ["bob@acme.com"]})
+    assert v.decision.reasons == ("the tool is not in the task's declared intent",)
+    assert world.records()[-1]["data"]["reasons"] == list(v.decision.reasons)

@@ -65,6 +65,8 @@ def _show(verdict: Any) -> None:
     if d.approval:
         who = ", ".join(d.approval.approvers) or "any approver"
         line += f"  (needs {d.approval.quorum} approval(s) from {who})"
+    for reason in d.reasons:
+        line += f"\n     {escape(reason)}"
     for e in d.errors:
         line += escape(f"  [{e.code}] {e.message}")
     console.print(line, highlight=False)

@@ -40,7 +40,10 @@ def init(home: HomeOption = None) -> None:
     console.print(f"[green]initialised[/] {path}")
     console.print("  policies/    the default policy pack (edit, then `tribune policy activate`)")
     console.print("  keys/        the audit signing key (keep it private)")
-    console.print("  tribune.db   the embedded SQLite store")
+    from tribune.bootstrap import load_settings
+
+    if not load_settings(path).store_url:
+        console.print("  tribune.db   the embedded SQLite store")
 
 
 @app.command()

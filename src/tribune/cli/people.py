@@ -87,7 +87,10 @@ def agent_register(
     name: str,
     owner: Annotated[str, typer.Option(help="`user:NAME` or `group:NAME`.")],
     purpose: Annotated[str, typer.Option(help="What the agent is for.")],
-    environment: Annotated[str, typer.Option("--env", help="Where it runs.")] = "development",
+    environment: Annotated[
+        str | None,
+        typer.Option("--env", help="Where it runs (default: `environment` in tribune.toml)."),
+    ] = None,
     tool: Annotated[list[str] | None, typer.Option("--tool", help="Entitled tool.")] = None,
     tool_group: Annotated[list[str] | None, typer.Option("--tool-group")] = None,
     allow_env: Annotated[
@@ -101,6 +104,7 @@ def agent_register(
 ) -> None:
     """Register an agent: its SPIFFE id, owner and entitlements (the most it may be granted)."""
     with opened(home) as tr:
+        environment = environment or tr.settings.environment
         agent = tr.registry.register_agent(
             name,
             owner=owner,

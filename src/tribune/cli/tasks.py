@@ -176,7 +176,9 @@ def check(
         if not isinstance(arguments, dict):
             raise InvalidInput("arguments must be a JSON object")
     with opened(home) as tr:
-        verdict = tr.governor.decide(task, tool, arguments, environment=environment)
+        verdict = tr.governor.decide(
+            task, tool, arguments, environment=environment, expects_result=False
+        )
     emit_json(
         {
             "action_id": verdict.action_id,

@@ -9,12 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 from tribune.core.extract import ArgFacts
-from tribune.core.model import DATA_LEVELS, Scope, Task, Tool
+from tribune.core.model import DATA_LEVELS, Entitlements, Scope, Task, Tool
 
 
-def tool_in_scope(scope: Scope, tool: Tool) -> bool:
+def tool_in_scope(scope: Scope, tool: Tool, entitlements: Entitlements) -> bool:
+    """The tool is declared in the task's scope; for an open-scope task, it is within the
+    agent's entitlements (open scope never reaches past what the agent may ever be granted)."""
     if scope.open_scope:
-        return True
+        return tool.name in entitlements.tools or any(
+            g in entitlements.tool_groups for g in tool.groups
+        )
     return tool.name in scope.tools or any(g in scope.tool_groups for g in tool.groups)
 
 
@@ -39,6 +43,7 @@ def data_facts(task: Task, tool: Tool) -> dict[str, Any]:
 
 def build_context(
     task: Task,
+    entitlements: Entitlements,
     tool: Tool,
     facts: ArgFacts,
     targets: dict[str, Any],
@@ -47,7 +52,8 @@ def build_context(
     approvals: int = 0,
     environment: str | None = None,
 ) -> dict[str, Any]:
-    """The complete context for ``tool`` called inside ``task`` with extracted ``facts``.
+    """The complete context for ``tool`` called inside ``task`` (of an agent with
+    ``entitlements``) with extracted ``facts``.
 
     ``targets`` is ``core.targets.target_facts(...)`` for the classified targets. ``environment``
     is where the call acts when it names one (a deploy to production); by default the task's.
@@ -68,8 +74,9 @@ def build_context(
             "calls": task.session.calls,
         },
         "intent": {
-            "tool_in_scope": tool_in_scope(scope, tool),
-            "env_in_scope": open_scope or env == task_env,
+            "tool_in_scope": tool_in_scope(scope, tool, entitlements),
+            "env_in_scope": env == task_env
+            or (open_scope and env in entitlements.environments),
             "within_limits": within_limits(scope, facts, task.session.calls),
             "literals_ok": facts.literals_ok,
         },

@@ -210,6 +210,9 @@ class ExtractorSpec:
 
 @dataclass(frozen=True, slots=True)
 class Tool:
+    """A tool agents call: its risk facts, groups, argument extractors and what the audit log
+    keeps of its arguments."""
+
     name: str
     description: str = ""
     input_schema: dict[str, Any] = field(default_factory=dict)
@@ -306,6 +309,7 @@ class Decision:
     policy_version: str | None = None
     errors: tuple[DecisionError, ...] = ()
     approval: ApprovalRequirement | None = None
+    reasons: tuple[str, ...] = ()  # the determining policies' `@reason` texts, in id order
 
     @property
     def allowed(self) -> bool:
@@ -318,6 +322,7 @@ class Decision:
             "policy_ids": list(self.policy_ids),
             "policy_version": self.policy_version,
             "errors": [{"code": e.code, "message": e.message} for e in self.errors],
+            "reasons": list(self.reasons),
         }
         if self.approval is not None:
             out["approval"] = {

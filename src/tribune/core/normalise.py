@@ -145,6 +145,8 @@ def _host(text: str) -> str:
         raise Invalid("not a valid host")
     if host.startswith("[") and host.endswith("]"):
         return _ip(host[1:-1])
+    if "://" in host:
+        raise Invalid("expected a host, got a url (a `url` extractor reads urls)")
     if ":" in host:  # only IPv6 literals carry colons; ports belong to URLs
         return _ip(host)
     if not host.isascii():

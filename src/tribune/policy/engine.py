@@ -13,7 +13,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 import cedarpy
@@ -129,8 +129,16 @@ class CompiledPolicy:
 
     def decide(self, req: PolicyRequest) -> Decision:
         """Decide ``req``: ALLOW, DENY or APPROVAL_REQUIRED, with the determining policy ids
-        (sorted) and this version's id. Never raises: any failure is a DENY carrying the error.
+        (sorted), their ``@reason`` texts and this version's id. Never raises: any failure is a
+        DENY carrying the error.
         """
+        decision = self._decide(req)
+        reasons = tuple(
+            text for text in (self.by_id[p].reason for p in decision.policy_ids) if text
+        )
+        return replace(decision, reasons=reasons) if reasons else decision
+
+    def _decide(self, req: PolicyRequest) -> Decision:
         try:
             tool = req.tool
             policies = self._policy_set(req.action, tool.name, tool.groups)

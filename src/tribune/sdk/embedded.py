@@ -91,7 +91,7 @@ class Governed:
     ) -> Verdict:
         """Decide (and record) a call without running anything."""
         verdict: Verdict = self.app.governor.decide(
-            _task_id(task), tool, arguments, environment=environment
+            _task_id(task), tool, arguments, environment=environment, expects_result=False
         )
         return verdict
 
@@ -119,8 +119,8 @@ class Governed:
                 return dict(bound.arguments)
 
             def before(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Verdict:
-                verdict = self.check(
-                    name, arguments(args, kwargs), task=task, environment=environment
+                verdict: Verdict = self.app.governor.decide(
+                    _task_id(task), name, arguments(args, kwargs), environment=environment
                 )
                 decision = verdict.decision
                 if decision.effect is Effect.APPROVAL_REQUIRED:
@@ -184,7 +184,7 @@ def _task_id(explicit: str | None) -> str:
     task_id = explicit or current_task.get()
     if not task_id:
         raise InvalidInput(
-            "no task for this call", hint="pass task=... or call inside `with tribune.task(...)`"
+            "no task for this call", hint="pass task=... or call inside `with tr.task(...)`"
         )
     return task_id
 

@@ -247,7 +247,8 @@ class AuditService:
             if rec.action_id is None:
                 continue
             if rec.kind is RecordKind.DECISION and rec.ts < before:
-                if json.loads(rec.body)["data"].get("effect") == "allow":
+                data = json.loads(rec.body)["data"]
+                if data.get("effect") == "allow" and data.get("expects_result", True):
                     pending[rec.action_id] = rec
             elif rec.kind is RecordKind.RESULT:
                 pending.pop(rec.action_id, None)

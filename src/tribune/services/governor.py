@@ -156,8 +156,13 @@ class Governor:
         *,
         approvals: int = 0,
         environment: str | None = None,
+        expects_result: bool = True,
     ) -> Verdict:
-        """Decide one call and record its intent and decision durably before returning."""
+        """Decide one call and record its intent and decision durably before returning.
+
+        ``expects_result`` is False for a decision-only check: nothing will run, so no result
+        record is expected and ``audit reconcile`` leaves it alone.
+        """
         if not isinstance(task_id, str) or not task_id:
             raise InvalidInput("a call needs a task id")
         if not isinstance(tool_name, str) or not tool_name:
@@ -228,6 +233,7 @@ class Governor:
             {
                 **decision.to_dict(),
                 "action_digest": action_digest,
+                "expects_result": expects_result,
                 "risk": _risk(tool),
                 "targets": targets,
                 "context": _summary(context),
@@ -284,6 +290,7 @@ class Governor:
         classes = [classify(t, directory, named, learned) for t in facts.targets]
         context = build_context(
             task,
+            agent.entitlements,
             tool,
             facts,
             target_facts(facts.targets, classes),
@@ -365,7 +372,9 @@ class Governor:
             calls=session.calls + 1,
         )
         self.store.update_session(task.id, session)
-        if verdict.targets:
+        # Only a completed write makes a counterparty known: reading from a host (a fetch)
+        # establishes no trust in it, and a tainted task must not inherit it as "known".
+        if verdict.targets and not tool.risk.read_only:
             self.store.learn_targets(list(verdict.targets), self.clock.now())
             self._learned = _Cached(frozenset(), -1e9)
 

@@ -97,6 +97,8 @@ class RegistryService:
             )
         if not purpose.strip():
             raise InvalidInput("an agent needs a purpose")
+        if not entitlements.environments:  # at least where the agent runs
+            entitlements = replace(entitlements, environments=frozenset({environment}))
         agent_id = agent_spiffe_id(self.trust_domain, name)
         if self.store.get_agent(agent_id) is not None:
             raise Conflict(f"agent `{name}` already exists")

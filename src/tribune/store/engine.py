@@ -51,9 +51,7 @@ WRITE = "tribune_write"
 def make_engine(url: URL, durability: str = "normal") -> Engine:
     """A configured engine for a ``sqlite`` or ``postgresql+psycopg`` URL."""
     if durability not in DURABILITY:
-        raise ConfigError(
-            f"unknown durability `{durability}`", hint="use `normal` or `full`"
-        )
+        raise ConfigError(f"unknown durability `{durability}`", hint="use `normal` or `full`")
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url, DURABILITY[durability])
     if url.get_backend_name() == "postgresql":
@@ -114,7 +112,9 @@ def _postgres_engine(url: URL) -> Engine:
         return create_engine(url, connect_args=connect_args)
     except (exc.NoSuchModuleError, ImportError):
         raise ConfigError(
-            "the postgresql driver is not installed", hint="pip install 'tribune[postgres]'"
+            "the postgresql driver is not installed",
+            hint="install the `postgres` extra: pip install 'tribune[postgres]' "
+            "(from a checkout: '.[postgres]')",
         ) from None
 
 
