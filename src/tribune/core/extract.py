@@ -26,6 +26,7 @@ Rules:
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
@@ -184,11 +185,17 @@ def extract(
     return facts.freeze()
 
 
+@functools.lru_cache(maxsize=1024)
+def _check_once(spec: ExtractorSpec) -> None:
+    # specs are frozen: a spec that passed once always passes (a failure is not cached)
+    check_extractor(spec)
+
+
 def _values(spec: ExtractorSpec, arguments: Mapping[str, Any]) -> list[Hit]:
     """The values ``spec`` reads: found hits, lists expanded into their items (except for
     counts), missing ones dropped or, when required, refused."""
     try:
-        check_extractor(spec)
+        _check_once(spec)
         hits = resolve(arguments, parse_pointer(spec.pointer))
     except InvalidInput as exc:
         raise ExtractionFailed(f"cannot apply extractor `{spec.pointer}`: {exc.message}") from None

@@ -148,10 +148,15 @@ def _host_under(host: str, *entry_sets: frozenset[str]) -> bool:
     return any(p in entries for entries in entry_sets for p in parents)
 
 
+@lru_cache(maxsize=8192)
 def classify(
     target: Target, directory: Directory, named: frozenset[str], learned: frozenset[str]
 ) -> TargetClass:
-    """The class of ``target``: INTERNAL > NAMED > KNOWN > UNKNOWN (see the module docstring)."""
+    """The class of ``target``: INTERNAL > NAMED > KNOWN > UNKNOWN (see the module docstring).
+
+    Pure, so cached: the same recipient is classified once per directory, intent and set of
+    learned targets (frozensets keep their hash, so a lookup costs little).
+    """
     value = target.value
     if target.kind == "email":
         domain = value.rpartition("@")[2]
