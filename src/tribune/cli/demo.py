@@ -50,6 +50,59 @@ TOOLS = (
 )
 
 
+# (effect key, title, plain words, tool, arguments, task: "support" or "ops")
+STEPS: tuple[tuple[str, str, str, str, dict[str, Any], str], ...] = (
+    (
+        "read",
+        "An allowed read",
+        "reading a customer record is a read inside the task's declared intent.",
+        "crm.read_customer",
+        {"customer_id": "42"},
+        "support",
+    ),
+    (
+        "out_of_intent",
+        "A denied out-of-intent call",
+        "a refund is within support-bot's entitlements but not in this task's intent.",
+        "payments.refund",
+        {"amount": "120.00"},
+        "support",
+    ),
+    (
+        "send_named",
+        "An e-mail to the named customer",
+        "sending is external and irreversible, but the recipient is named in the intent.",
+        "email.send",
+        {"to": ["customer42@client.example"], "body": "Fixed!"},
+        "support",
+    ),
+    (
+        "send_unknown",
+        "An e-mail to someone unknown needs approval",
+        "the recipient is neither internal, known nor named: one human must approve.",
+        "email.send",
+        {"to": ["someone@elsewhere.example"], "body": "hello"},
+        "support",
+    ),
+    (
+        "prod_destructive",
+        "A destructive action in production needs two approvers",
+        "ops-bot may drop tables, but in production that takes two distinct approvers.",
+        "db.drop_table",
+        {"table": "sessions_2019"},
+        "ops",
+    ),
+    (
+        "after_end",
+        "Calls after the task ended are denied",
+        "both tasks are over; so is their power.",
+        "crm.read_customer",
+        {"customer_id": "42"},
+        "support",
+    ),
+)
+
+
 def _step(n: int, title: str, words: str) -> None:
     console.print()
     console.print(f"[bold cyan]{n}. {title}[/]")
@@ -131,67 +184,20 @@ def run_demo(home: Path | None = None) -> dict[str, str]:
             "   intent: read the CRM and e-mail customer42@client.example", highlight=False
         )
 
-        _step(
-            1,
-            "An allowed read",
-            "reading a customer record is a read inside the task's declared intent.",
-        )
-        v = tr.check("crm.read_customer", {"customer_id": "42"}, task=task.id)
-        _show(v)
-        effects["read"] = v.decision.effect.value
-
-        _step(
-            2,
-            "A denied out-of-intent call",
-            "a refund is within support-bot's entitlements but not in this task's intent.",
-        )
-        v = tr.check("payments.refund", {"amount": "120.00"}, task=task.id)
-        _show(v)
-        effects["out_of_intent"] = v.decision.effect.value
-
-        _step(
-            3,
-            "An e-mail to the named customer",
-            "sending is external and irreversible, but the recipient is named in the intent.",
-        )
-        v = tr.check(
-            "email.send", {"to": ["customer42@client.example"], "body": "Fixed!"}, task=task.id
-        )
-        _show(v)
-        effects["send_named"] = v.decision.effect.value
-
-        _step(
-            4,
-            "An e-mail to someone unknown needs approval",
-            "the recipient is neither internal, known nor named: one human must approve.",
-        )
-        v = tr.check(
-            "email.send", {"to": ["someone@elsewhere.example"], "body": "hello"}, task=task.id
-        )
-        _show(v)
-        effects["send_unknown"] = v.decision.effect.value
-
-        _step(
-            5,
-            "A destructive action in production needs two approvers",
-            "ops-bot may drop tables, but in production that takes two distinct approvers.",
-        )
         ops = tr.start_task(
             "ops-bot", purpose="drop the obsolete sessions table", tool_groups=["database"]
         )
-        v = tr.check("db.drop_table", {"table": "sessions_2019"}, task=ops.id)
-        _show(v)
-        effects["prod_destructive"] = v.decision.effect.value
-        tr.tasks.end(task.id)
-        tr.tasks.end(ops.id)
-
-        _step(6, "Calls after the task ended are denied", "the task is over; so is its power.")
-        v = tr.check("crm.read_customer", {"customer_id": "42"}, task=task.id)
-        _show(v)
-        effects["after_end"] = v.decision.effect.value
+        for n, (key, title, words, tool_name, args, in_task) in enumerate(STEPS, 1):
+            if key == "after_end":
+                tr.tasks.end(task.id)
+                tr.tasks.end(ops.id)
+            _step(n, title, words)
+            v = tr.check(tool_name, args, task=(ops if in_task == "ops" else task).id)
+            _show(v)
+            effects[key] = v.decision.effect.value
 
         _step(
-            7,
+            len(STEPS) + 1,
             "Verify the audit log",
             "every call above left intent and decision records in a hash chain.",
         )

@@ -135,49 +135,42 @@ class Governed:
 
                 @functools.wraps(fn)
                 async def run_async(*args: Any, **kwargs: Any) -> Any:
-                    verdict = before(args, kwargs)
-                    started = time.perf_counter()
-                    try:
-                        result = await fn(*args, **kwargs)
-                    except (asyncio.CancelledError, KeyboardInterrupt):  # as in the sync path
-                        finish(verdict, ResultStatus.CANCELLED, duration_ms=_ms(started))
-                        raise
-                    except BaseException as exc:
-                        finish(
-                            verdict,
-                            ResultStatus.ERROR,
-                            duration_ms=_ms(started),
-                            error=type(exc).__name__,
-                        )
-                        raise
-                    finish(verdict, ResultStatus.OK, output=result, duration_ms=_ms(started))
-                    return result
+                    with _outcome(finish, before(args, kwargs)) as out:
+                        out.value = await fn(*args, **kwargs)
+                    return out.value
 
                 return cast(F, run_async)
 
             @functools.wraps(fn)
             def run(*args: Any, **kwargs: Any) -> Any:
-                verdict = before(args, kwargs)
-                started = time.perf_counter()
-                try:
-                    result = fn(*args, **kwargs)
-                except KeyboardInterrupt:
-                    finish(verdict, ResultStatus.CANCELLED, duration_ms=_ms(started))
-                    raise
-                except BaseException as exc:
-                    finish(
-                        verdict,
-                        ResultStatus.ERROR,
-                        duration_ms=_ms(started),
-                        error=type(exc).__name__,
-                    )
-                    raise
-                finish(verdict, ResultStatus.OK, output=result, duration_ms=_ms(started))
-                return result
+                with _outcome(finish, before(args, kwargs)) as out:
+                    out.value = fn(*args, **kwargs)
+                return out.value
 
             return cast(F, run)
 
         return wrap
+
+
+class _Out:
+    value: Any = None
+
+
+@contextmanager
+def _outcome(finish: Callable[..., None], verdict: Verdict) -> Iterator[_Out]:
+    """Run the governed body and record what happened: ok (with the output's digest), error
+    (the exception's type, never its message: it may hold data), or cancelled."""
+    out = _Out()
+    started = time.perf_counter()
+    try:
+        yield out
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        finish(verdict, ResultStatus.CANCELLED, duration_ms=_ms(started))
+        raise
+    except BaseException as exc:
+        finish(verdict, ResultStatus.ERROR, duration_ms=_ms(started), error=type(exc).__name__)
+        raise
+    finish(verdict, ResultStatus.OK, output=out.value, duration_ms=_ms(started))
 
 
 def _task_id(explicit: str | None) -> str:
