@@ -92,13 +92,15 @@ def agent_register(
         typer.Option("--env", help="Where it runs (default: `environment` in tribune.toml)."),
     ] = None,
     tool: Annotated[list[str] | None, typer.Option("--tool", help="Entitled tool.")] = None,
-    tool_group: Annotated[list[str] | None, typer.Option("--tool-group")] = None,
+    tool_group: Annotated[
+        list[str] | None, typer.Option("--tool-group", help="Entitled tool group.")
+    ] = None,
     allow_env: Annotated[
         list[str] | None, typer.Option("--allow-env", help="Entitled environments.")
     ] = None,
     max_amount: Annotated[int | None, typer.Option(help="Per call, minor units.")] = None,
-    max_count: int | None = None,
-    max_calls: int | None = None,
+    max_count: Annotated[int | None, typer.Option(help="Most items a call affects.")] = None,
+    max_calls: Annotated[int | None, typer.Option(help="Most calls in one task.")] = None,
     open_scope: Annotated[bool, typer.Option(help="May start open-scope tasks.")] = False,
     home: HomeOption = None,
 ) -> None:

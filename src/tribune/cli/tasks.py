@@ -69,7 +69,9 @@ def task_start(
     agent: str,
     purpose: Annotated[str, typer.Option(help="What the task is for, in plain words.")],
     tool: Annotated[list[str] | None, typer.Option("--tool", help="Tool in scope.")] = None,
-    tool_group: Annotated[list[str] | None, typer.Option("--tool-group")] = None,
+    tool_group: Annotated[
+        list[str] | None, typer.Option("--tool-group", help="Tool group in scope.")
+    ] = None,
     target: Annotated[
         list[str] | None, typer.Option("--target", help="Named target: e-mail, host, account.")
     ] = None,
@@ -79,11 +81,17 @@ def task_start(
             "--literal", help="NAME (prompted, hidden) or NAME=VALUE a secret must equal."
         ),
     ] = None,
-    environment: Annotated[str | None, typer.Option("--env")] = None,
-    max_amount: int | None = None,
-    max_count: int | None = None,
-    max_calls: int | None = None,
-    open_scope: bool = False,
+    environment: Annotated[
+        str | None, typer.Option("--env", help="Where the task acts (default: the agent's).")
+    ] = None,
+    max_amount: Annotated[
+        int | None, typer.Option(help="Most per call, minor units (default: entitlement).")
+    ] = None,
+    max_count: Annotated[int | None, typer.Option(help="Most items a call affects.")] = None,
+    max_calls: Annotated[int | None, typer.Option(help="Most calls in the task.")] = None,
+    open_scope: Annotated[
+        bool, typer.Option(help="No declared tools: the agent's entitlements bound it.")
+    ] = False,
     ttl: Annotated[int | None, typer.Option(help="Seconds until the task expires.")] = None,
     home: HomeOption = None,
 ) -> None:
