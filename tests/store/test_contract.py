@@ -6,43 +6,25 @@ PostgreSQL) for the tests that reopen, kill a writer or race processes.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import signal
-import subprocess
-import sys
 import threading
-from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import create_engine, text
 
-from tribune.core.audit import GENESIS, link
 from tribune.core.model import (
-    Agent,
     AgentStatus,
-    AuditEntry,
-    AuditRecord,
-    Checkpoint,
-    Entitlements,
     ExtractorSpec,
     Group,
-    Limits,
-    OwnerRef,
     PolicyVersion,
     RecordKind,
     RiskFacts,
-    Scope,
     SessionState,
-    Task,
     TaskState,
     Tool,
     User,
 )
 from tribune.errors import (
-    AuditIntegrityError,
     Conflict,
     InvalidInput,
     NotFound,
@@ -55,71 +37,7 @@ from tribune.store import open_store
 from tribune.store.factory import store_url as parse_store_url
 from tribune.store.migrations import LATEST
 
-T0 = datetime(2026, 3, 1, 9, 0, 0, 123456, tzinfo=UTC)
-IST = timezone(timedelta(hours=5, minutes=30))
-
-
-def agent(name: str = "mailer", **changes: object) -> Agent:
-    values: dict[str, object] = {
-        "id": f"spiffe://example.org/agent/{name}",
-        "name": name,
-        "owner": OwnerRef("group", "sre"),
-        "purpose": "sends mail — and reports ✉",
-        "environment": "prod",
-        "entitlements": Entitlements(
-            tools=frozenset({"mail.send", "crm.read"}),
-            tool_groups=frozenset({"mail"}),
-            environments=frozenset({"prod", "staging"}),
-            limits=Limits(max_amount=10_000, max_calls=50),
-            open_scope=True,
-        ),
-        "status": AgentStatus.ACTIVE,
-        "created_at": T0.astimezone(IST),
-    }
-    values.update(changes)
-    return Agent(**values)
-
-
-def task(task_id: str, agent_id: str, created: datetime, **changes: object) -> Task:
-    values: dict[str, object] = {
-        "id": task_id,
-        "agent_id": agent_id,
-        "scope": Scope(
-            purpose="pay invoice 42",
-            tools=frozenset({"pay"}),
-            tool_groups=frozenset({"payments"}),
-            targets=frozenset({"DE89370400440532013000", "bob@example.com"}),
-            literal_digests={"iban": "ab" * 32},
-            environment="prod",
-            limits=Limits(max_amount=500),
-        ),
-        "state": TaskState.ACTIVE,
-        "created_at": created,
-        "expires_at": created + timedelta(hours=1),
-        "root_id": task_id,
-        "session": SessionState(tainted=True, data_read=frozenset({"pii"}), calls=3),
-    }
-    values.update(changes)
-    return Task(**values)
-
-
-def policy(version_id: str, created: datetime = T0) -> PolicyVersion:
-    files = {"policies/main.cedar": "permit(principal, action, resource);", "ünï.txt": "ß"}
-    return PolicyVersion(version_id, created, files, "sha256:" + "0" * 64, note="first")
-
-
-def assert_linear(records: Iterable[AuditRecord]) -> int:
-    """Assert the records form one unbroken chain from GENESIS; return how many."""
-    prev, n = GENESIS, 0
-    for n, rec in enumerate(records, 1):
-        assert rec.seq == n
-        assert rec.prev_hash == prev
-        assert hashlib.sha256(rec.body.encode()).hexdigest() == rec.hash
-        env = json.loads(rec.body)
-        assert (env["seq"], env["prev"]) == (n, prev)
-        prev = rec.hash
-    return n
-
+from .contract_helpers import IST, T0, agent, policy, task
 
 # --------------------------------------------------------------------------- registry
 
@@ -189,8 +107,10 @@ def test_tools_upsert_round_trip(store: Store) -> None:
         {"type": "object", "properties": {"amount": {"type": "number", "minimum": 0.5}}},
         RiskFacts(read_only=False, destructive=False, untrusted_output=True),
         ("payments", "finance"),
-        (ExtractorSpec("iban", "/to", role="payee", target=True, required=True),
-         ExtractorSpec("amount", "/items/*/amount", aggregate="sum")),
+        (
+            ExtractorSpec("iban", "/to", role="payee", target=True, required=True),
+            ExtractorSpec("amount", "/items/*/amount", aggregate="sum"),
+        ),
         sensitive_args=("/card",),
         data_classes=("confidential",),
     )
@@ -312,7 +232,9 @@ def test_activation_keeps_exactly_one_active(store: Store) -> None:
     active = store.active_policy_version()
     assert active is not None and active.id == "v2" and active.active
     assert [(p.id, p.active) for p in store.list_policy_versions()] == [
-        ("v0", False), ("v1", False), ("v2", True)
+        ("v0", False),
+        ("v1", False),
+        ("v2", True),
     ]
     with pytest.raises(NotFound):
         store.activate_policy_version("v404")
@@ -350,8 +272,7 @@ def test_learned_targets_are_a_set(store: Store) -> None:
     store.learn_targets(["bob@example.com", "bob@example.com", "host.example"], T0)
     store.learn_targets([], T0)
     store.learn_targets(["host.example", "DE89370400440532013000"], T0 + timedelta(days=1))
-    assert store.learned_targets() == {"bob@example.com", "host.example",
-                                        "DE89370400440532013000"}
+    assert store.learned_targets() == {"bob@example.com", "host.example", "DE89370400440532013000"}
 
 
 def test_learned_target_keeps_first_seen(store_url: str) -> None:
@@ -366,205 +287,6 @@ def test_learned_target_keeps_first_seen(store_url: str) -> None:
     engine.dispose()
     day = 86_400_000_000
     assert seen["b@example.com"] - seen["a@example.com"] == day
-
-
-# --------------------------------------------------------------------------- audit log
-
-
-def test_empty_log(store: Store) -> None:
-    assert store.head() == (0, GENESIS)
-    assert store.count() == 0
-    assert list(store.records()) == []
-    assert store.checkpoints() == []
-
-
-def test_append_links_records_exactly_as_link_builds_them(store: Store) -> None:
-    ts = T0.astimezone(IST)
-    first = store.append(RecordKind.INTENT, ts, {"tool": "pay", "n": 1}, action_id="a1",
-                         task_id="t1", agent_id="ag")
-    second = store.append(RecordKind.DECISION, T0, {"effect": "allow", "note": "ünïcødé ✓"},
-                          action_id="a1")
-    assert first == link(1, GENESIS, RecordKind.INTENT, ts, {"tool": "pay", "n": 1},
-                         action_id="a1", task_id="t1", agent_id="ag")
-    assert second.prev_hash == first.hash
-    assert store.head() == (2, second.hash)
-    assert store.count() == 2
-    stored = list(store.records())
-    assert stored == [first, second]
-    assert stored[0].ts.utcoffset() == timedelta(0)
-    assert [r.body for r in stored] == [first.body, second.body]
-    assert assert_linear(stored) == 2
-
-
-def test_bad_body_appends_nothing(store: Store) -> None:
-    store.append(RecordKind.EVENT, T0, {"ok": True})
-    with pytest.raises(InvalidInput):
-        store.append(RecordKind.EVENT, T0, {"bad": float("nan")})
-    with pytest.raises(InvalidInput):
-        store.append(RecordKind.EVENT, T0, {"bad": object()})
-    assert store.count() == 1
-    assert store.append(RecordKind.EVENT, T0, {"ok": 2}).seq == 2
-
-
-def test_records_after_and_limit(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tribune.store.sql_audit.BATCH", 3)  # cross batch edges with few rows
-    made = [store.append(RecordKind.EVENT, T0, {"i": i}) for i in range(10)]
-    assert list(store.records()) == made
-    assert list(store.records(after_seq=4)) == made[4:]
-    assert list(store.records(after_seq=2, limit=4)) == made[2:6]
-    assert list(store.records(limit=3)) == made[:3]
-    assert list(store.records(limit=0)) == []
-    assert list(store.records(after_seq=10)) == []
-    with pytest.raises(InvalidInput):
-        list(store.records(limit=-1))
-
-
-def test_checkpoints(store: Store) -> None:
-    cp = Checkpoint(5, "ab" * 32, T0.astimezone(IST), "key-1", "c2ln")
-    store.add_checkpoint(Checkpoint(9, "cd" * 32, T0, "key-1", "c2ln"))
-    store.add_checkpoint(cp)
-    store.add_checkpoint(Checkpoint(5, "ab" * 32, T0, "key-0", "c2ln"))
-    with pytest.raises(Conflict):
-        store.add_checkpoint(Checkpoint(5, "ef" * 32, T0, "key-1", "other"))
-    assert [(c.seq, c.key_id) for c in store.checkpoints()] == [
-        (5, "key-0"), (5, "key-1"), (9, "key-1")
-    ]
-    assert store.checkpoints()[1] == cp
-
-
-def test_append_many_links_consecutively_in_one_commit(store: Store) -> None:
-    store.append(RecordKind.EVENT, T0, {"n": 0})
-    entries = [
-        AuditEntry(RecordKind.INTENT, T0, {"n": 1}, action_id="a1", task_id="t", agent_id="g"),
-        AuditEntry(RecordKind.DECISION, T0, {"n": 2}, action_id="a1", task_id="t", agent_id="g"),
-    ]
-    first, second = store.append_many(entries)
-    records = list(store.records())
-    assert [r.seq for r in records] == [1, 2, 3]
-    assert records[1:] == [first, second]
-    assert first.prev_hash == records[0].hash and second.prev_hash == first.hash
-    assert (first.kind, second.kind) == (RecordKind.INTENT, RecordKind.DECISION)
-
-
-def test_append_many_is_all_or_nothing(store: Store) -> None:
-    good = AuditEntry(RecordKind.INTENT, T0, {"ok": True})
-    bad = AuditEntry(RecordKind.DECISION, T0, {"x": object()})  # type: ignore[dict-item]
-    with pytest.raises(InvalidInput):
-        store.append_many([good, bad])
-    assert store.count() == 0 and store.head() == (0, GENESIS)
-
-
-def test_concurrent_appends_stay_linear(store: Store) -> None:
-    errors: list[BaseException] = []
-
-    def work(n: int) -> None:
-        try:
-            for i in range(40):
-                store.append(RecordKind.EVENT, T0, {"thread": n, "i": i})
-        except BaseException as e:
-            errors.append(e)
-
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert errors == []
-    assert store.count() == 320
-    assert assert_linear(store.records()) == 320
-
-
-def test_two_stores_on_one_database_append_linearly(store_url: str) -> None:
-    stores = [open_store(store_url), open_store(store_url)]
-    errors: list[BaseException] = []
-
-    def work(s: Store, n: int) -> None:
-        try:
-            for i in range(30):
-                s.append(RecordKind.EVENT, T0, {"writer": n, "i": i})
-        except BaseException as e:
-            errors.append(e)
-
-    threads = [threading.Thread(target=work, args=(stores[n % 2], n)) for n in range(6)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert errors == []
-    assert assert_linear(stores[0].records()) == 180
-    for s in stores:
-        s.close()
-
-
-CHILD = """
-import sys
-from datetime import UTC, datetime
-from tribune.core.model import RecordKind
-from tribune.store import open_store
-store = open_store(sys.argv[1])
-i = 0
-while sys.argv[2] == "forever" or i < int(sys.argv[2]):
-    rec = store.append(RecordKind.EVENT, datetime.now(UTC), {"pid": sys.argv[3], "i": i})
-    print(rec.seq, rec.hash, flush=True)
-    i += 1
-store.close()
-"""
-
-
-def _child(url: str, count: str, tag: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", CHILD, url, count, tag],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-
-
-def test_processes_append_linearly(store_url: str) -> None:
-    children = [_child(store_url, "60", f"p{n}") for n in range(3)]
-    for child in children:
-        out, err = child.communicate(timeout=60)
-        assert child.returncode == 0, err
-        assert len(out.splitlines()) == 60
-    store = open_store(store_url)
-    assert assert_linear(store.records()) == 180
-    tags = [json.loads(r.body)["data"]["pid"] for r in store.records()]
-    assert sorted(set(tags)) == ["p0", "p1", "p2"]
-    store.close()
-
-
-def test_acknowledged_appends_survive_sigkill(store_url: str) -> None:
-    child = _child(store_url, "forever", "victim")
-    acked: list[tuple[int, str]] = []
-    assert child.stdout is not None
-    try:
-        for line in child.stdout:
-            seq, digest = line.split()
-            acked.append((int(seq), digest))
-            if len(acked) == 40:
-                break
-    finally:
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(timeout=30)
-    assert child.returncode == -signal.SIGKILL
-    assert len(acked) == 40, child.stderr.read() if child.stderr else ""
-    store = open_store(store_url)
-    stored = {r.seq: r.hash for r in store.records()}
-    assert all(stored.get(seq) == digest for seq, digest in acked)
-    assert assert_linear(store.records()) >= 40
-    # the log goes on from the surviving head
-    assert store.append(RecordKind.EVENT, T0, {}).seq == len(stored) + 1
-    store.close()
-
-
-def test_unknown_record_kind_in_database_is_an_integrity_error(store_url: str) -> None:
-    store = open_store(store_url)
-    store.append(RecordKind.EVENT, T0, {})
-    engine = create_engine(parse_store_url(store_url))
-    with engine.begin() as conn:
-        conn.execute(text("UPDATE audit_records SET kind = 'forged'"))
-    engine.dispose()
-    with pytest.raises(AuditIntegrityError):
-        list(store.records())
-    store.close()
 
 
 # --------------------------------------------------------------------------- migrations
