@@ -104,7 +104,7 @@ def test_every_key() -> None:
             risk={"destructive": True, "open_world": False},
             groups=("payments",),
             extractors=(
-                ExtractorSpec("iban", "/to_account", role="payee", target=True),
+                ExtractorSpec("iban", "/to_account", role="payee"),
                 ExtractorSpec("amount", "/amount", aggregate="sum", required=True),
                 ExtractorSpec("secret", "/otp", literal="otp"),
             ),
@@ -120,7 +120,7 @@ def test_extractor_target_defaults_by_kind_and_can_be_turned_off() -> None:
         '{kind = "text", pointer = "/body"},'
         '{kind = "url", pointer = "/link", target = false}]\n'
     )
-    assert [e.target for e in s.tools["t"].extractors or ()] == [True, False, False]
+    assert [e.is_target for e in s.tools["t"].extractors or ()] == [True, False, False]
 
 
 def test_directory_entries_use_the_target_normaliser() -> None:

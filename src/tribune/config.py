@@ -23,7 +23,6 @@ from tribune.core.pointer import parse_pointer
 from tribune.core.targets import normalise_target
 from tribune.errors import ConfigError, TribuneError
 
-TARGET_KINDS = frozenset({"email", "person", "account", "iban", "url", "host"})
 RISK_KEYS = frozenset(f.name for f in fields(RiskFacts))
 DIRECTORY_KEYS = ("domains", "members", "accounts", "hosts", "counterparties")
 SECTIONS = {
@@ -147,7 +146,7 @@ def _extractor(raw: Any, where: str) -> ExtractorSpec:
         kind=kind,
         pointer=pointer,
         role=_str(raw.get("role", ""), f"{where}.role"),
-        target=_bool(raw.get("target", kind in TARGET_KINDS), f"{where}.target"),
+        target=_bool(raw["target"], f"{where}.target") if "target" in raw else None,
         aggregate=_str(raw.get("aggregate", "each"), f"{where}.aggregate"),
         required=_bool(raw.get("required", False), f"{where}.required"),
         literal=_str(raw.get("literal", ""), f"{where}.literal"),

@@ -139,10 +139,10 @@ class ActionDenied(TribuneError):
         reasons = "; ".join(getattr(decision, "reasons", ()) or ())
         errors = "; ".join(e.message for e in getattr(decision, "errors", ()) or ())
         if decision.policy_ids:
-            why = f"by {', '.join(decision.policy_ids)}" + (f": {reasons}" if reasons else "")
+            why = f" by {', '.join(decision.policy_ids)}" + (f": {reasons}" if reasons else "")
         else:
             why = f": {errors}" if errors else ": no policy permits it"
-        super().__init__(f"`{decision.tool}` denied {why}".replace(" :", ":"))
+        super().__init__(f"`{decision.tool}` denied{why}")
         self.decision = decision
         self.action_id = action_id
 

@@ -105,10 +105,13 @@ def test_string_or_list_read_alike() -> None:
 
 
 def test_target_flag() -> None:
+    # unset: identities and hosts are targets, object ids are not
     t = tool(spec("email", "/reply_to"), spec("object_id", "/doc"))
     facts = extract(t, {"reply_to": "a@example.com", "doc": " d-1 "})
-    assert facts.targets == ()
+    assert facts.targets == (Target("email", "a@example.com", ""),)
     assert facts.object_ids == ("d-1",)
+    t = tool(spec("email", "/reply_to", target=False))
+    assert extract(t, {"reply_to": "a@example.com"}).targets == ()
     t = tool(spec("object_id", "/doc", target=True, role="doc"))
     assert extract(t, {"doc": "d-1"}).targets == (Target("object", "object:d-1", "doc"),)
 

@@ -83,22 +83,53 @@ def test_decision_record_classifies_targets(world: World) -> None:
         "x@elsewhere.example": "unknown",
     }
     assert decision["context"]["targets"]["any_unknown"] is True
-    assert v.targets == ("customer@client.example", "x@elsewhere.example")
+    assert v.targets == ("x@elsewhere.example",)  # only what nobody vouched for is learnable
 
 
-def test_learned_targets_become_known_after_an_allowed_call(world: World) -> None:
-    task = world.task(targets=["customer@client.example"])
-    v = decide(world, task.id, "email.send", {"to": ["customer@client.example"], "body": ""})
-    world.tr.governor.finish(v, ResultStatus.OK)
-    other = world.task()  # a later task that does not name the customer
-    again = decide(world, other.id, "email.send", {"to": ["customer@client.example"], "body": ""})
-    assert again.decision.effect is Effect.ALLOW
-    # a failed call teaches nothing
-    v2 = decide(
-        world, task.id, "email.send", {"to": ["customer@client.example", "new@z.example"]}
+def test_learned_targets_become_known_after_an_approved_call(world: World) -> None:
+    task = world.task()
+    unknown = {"to": ["new@partner-co.example"], "body": ""}
+    assert decide(world, task.id, "email.send", unknown).decision.effect is (
+        Effect.APPROVAL_REQUIRED
     )
-    assert v2.decision.effect is Effect.APPROVAL_REQUIRED
-    assert "new@z.example" not in world.tr.store.learned_targets()
+    approved = decide(world, task.id, "email.send", unknown, approvals=1)
+    assert approved.allowed
+    world.tr.governor.finish(approved, ResultStatus.OK)
+    assert "new@partner-co.example" in world.tr.store.learned_targets()
+    other = world.task()  # a later task: the vetted counterparty is now known
+    assert decide(world, other.id, "email.send", unknown).allowed
+    # a failed call teaches nothing
+    v2 = decide(world, task.id, "email.send", {"to": ["z@z.example"]}, approvals=1)
+    world.tr.governor.finish(v2, ResultStatus.ERROR, error="SMTPError")
+    assert "z@z.example" not in world.tr.store.learned_targets()
+
+
+def test_named_targets_are_not_learned_for_other_tasks(world: World) -> None:
+    task = world.task(targets=["drop@evil.example"])
+    v = decide(world, task.id, "email.send", {"to": ["drop@evil.example"]})
+    assert v.allowed  # named in this task's own intent
+    world.tr.governor.finish(v, ResultStatus.OK)
+    assert "drop@evil.example" not in world.tr.store.learned_targets()
+    other = world.task()
+    again = decide(world, other.id, "email.send", {"to": ["drop@evil.example"]})
+    assert again.decision.effect is Effect.APPROVAL_REQUIRED
+
+
+def test_tampered_stored_policy_is_refused_by_a_new_process(world: World) -> None:
+    import sqlite3
+
+    if not str(world.tr.settings.store_url).startswith("sqlite"):
+        pytest.skip("edits the SQLite file directly")
+    task = world.task()
+    assert decide(world, task.id, "crm.read", {"customer_id": "1"}).allowed
+    db = str(world.tr.settings.store_url).removeprefix("sqlite://")
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "UPDATE policy_versions SET files = replace(files, 'forbid', 'permit') WHERE active"
+        )
+    world.reopen()
+    v = decide(world, task.id, "crm.read", {"customer_id": "1"})
+    assert codes(v) == ["no_active_policy"]
 
 
 def test_production_destructive_needs_two_approvers(world: World) -> None:

@@ -233,7 +233,7 @@ def _read_value(
     if kind in _IDENTITY:
         normalise, target_kind = _IDENTITY[kind]
         normalised = normalise(value)
-        if spec.target:
+        if spec.is_target:
             facts.target(target_kind, normalised, spec.role)
     elif kind == "amount":
         facts.amount += parse_amount(value)
@@ -242,7 +242,7 @@ def _read_value(
     elif kind == "object_id":
         object_id = normalise_object_id(value)
         facts.object_ids.setdefault(object_id, None)
-        if spec.target:
+        if spec.is_target:
             facts.target("object", OBJECT_PREFIX + object_id, spec.role)
     elif kind == "secret":
         _read_secret(spec, value, facts, literals)

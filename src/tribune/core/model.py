@@ -75,6 +75,7 @@ class TargetClass(StrEnum):
     UNKNOWN = "unknown"
 
 
+TARGET_KINDS = frozenset({"email", "person", "account", "iban", "url", "host"})
 DATA_LEVELS = {"public": 0, "internal": 1, "confidential": 2, "restricted": 3}
 
 
@@ -196,16 +197,23 @@ class ExtractorSpec:
 
     ``pointer`` is a JSON pointer; a ``*`` segment walks every item of a list. ``aggregate``:
     ``each`` (every value found), ``sum`` (amounts) or ``count`` (how many values).
-    ``target`` marks values that are targets (recipients, payees, hosts) to be classified.
+    ``target`` marks values that are targets (recipients, payees, hosts) to be classified;
+    left unset, e-mail, person, account, IBAN, URL and host values are targets.
     """
 
     kind: str  # email|person|account|iban|url|host|amount|count|object_id|secret|text
     pointer: str
     role: str = ""
-    target: bool = False
+    target: bool | None = None  # None: by kind (identities and hosts are targets)
     aggregate: str = "each"
     required: bool = False
     literal: str = ""  # for kind=secret: the task literal this value must equal
+
+    @property
+    def is_target(self) -> bool:
+        if self.target is not None:
+            return self.target
+        return self.kind in TARGET_KINDS
 
 
 @dataclass(frozen=True, slots=True)

@@ -252,7 +252,9 @@ class Governor:
             task_id=task_id,
             agent_id=agent_id,
             tool=tool_name,
-            targets=tuple(t["value"] for t in targets if t["class"] != "internal"),
+            # INVARIANT: only targets nobody vouched for (not internal, named or known) can be
+            # learned: a task's own named targets must not become known to every other task.
+            targets=tuple(t["value"] for t in targets if t["class"] == "unknown"),
         )
 
     def _load(self, task_id: str, tool_name: str) -> tuple[Task, Agent, Tool]:

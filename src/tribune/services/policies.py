@@ -7,6 +7,7 @@ denied (the governor turns ``None`` into a recorded ``no_active_policy`` denial)
 
 from __future__ import annotations
 
+import hmac
 import threading
 import time
 from collections.abc import Mapping
@@ -106,7 +107,7 @@ class PolicyService:
         version = self.store.get_policy_version(version_id)
         if version is None:
             raise NotFound(f"unknown policy version `{version_id}`")
-        compiled = compile_bundle(version.files, version_id=version.id)
+        compiled = self._compile_stored(version)
         self.store.activate_policy_version(version_id)
         self.events.record(
             RecordKind.EVENT,
@@ -121,6 +122,17 @@ class PolicyService:
             self._active, self._active_id = compiled, version_id
             self._checked_at = time.monotonic()
         return version
+
+    @staticmethod
+    def _compile_stored(version: PolicyVersion) -> CompiledPolicy:
+        """Compile a stored version after checking its files still match the digest recorded
+        (and audited) when it was activated: edited rows in the store are refused."""
+        if not hmac.compare_digest(digest(dict(version.files)), version.digest):
+            raise PolicyInvalid(
+                f"policy version `{version.id}` does not match its digest",
+                hint="the stored files were changed after activation; activate a version again",
+            )
+        return compile_bundle(version.files, version_id=version.id)
 
     # ----------------------------------------------------------------- serving
 
@@ -138,7 +150,7 @@ class PolicyService:
                 self._active, self._active_id = None, None
             elif version.id != self._active_id:
                 try:
-                    self._active = compile_bundle(version.files, version_id=version.id)
+                    self._active = self._compile_stored(version)
                     self._active_id = version.id
                 except PolicyInvalid:
                     # INVARIANT: stored versions compiled when activated; if this code can no
