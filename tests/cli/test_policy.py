@@ -197,6 +197,19 @@ def test_activate_refuses_a_version_whose_tests_fail(org: Cli, tmp_path: Path) -
     assert org.json("check", "--task", task, "--tool", "kb.search")["policy_version"] == first
 
 
+def test_activate_refuses_a_version_without_tests_unless_told(org: Cli, tmp_path: Path) -> None:
+    import shutil
+
+    first = _active(org)
+    untested = _pack(tmp_path, "untested")
+    shutil.rmtree(untested / "tests")
+    result = org.error("policy_invalid", 2, "policy", "activate", str(untested))
+    assert "at least one policy test" in result.stderr
+    assert _versions(org) == [(first, True)]
+    org.ok("policy", "activate", str(untested), "--allow-untested")
+    assert _active(org) != first
+
+
 def test_rollback_unknown_version(org: Cli) -> None:
     first = _active(org)
     org.error("not_found", 2, "policy", "rollback", "no-such-version")

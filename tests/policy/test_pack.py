@@ -31,6 +31,7 @@ PLAIN = {
     "intent-literals-mismatch",
     "agent-not-active",
     "secret-to-open-world",
+    "card-to-open-world",
 }
 
 
@@ -107,7 +108,7 @@ def test_a_plain_deny_is_never_turned_into_an_approval(
         status = AgentStatus.SUSPENDED
     else:
         risk = RiskFacts(risk.read_only, risk.destructive, risk.idempotent, True)
-        context["args"] = {"secrets": 1}
+        context["args"] = {"cards": 1} if plain == "card-to-open-world" else {"secrets": 1}
     decision = PACK.decide(make_request(risk=risk, context=context, status=status))
     assert decision.effect is Effect.DENY
     assert plain in decision.policy_ids

@@ -146,18 +146,24 @@ def test_production_destructive_needs_two_approvers(world: World) -> None:
 
 def test_amount_over_task_limit_is_denied(world: World) -> None:
     task = world.task(targets=["DE75512108001245126199"], limits=Limits(max_amount=10_000))
-    small = decide(world, task.id, "payments.pay",
-                   {"to_account": "DE75 5121 0800 1245 1261 99", "amount": "99.99"})
+    small = decide(
+        world,
+        task.id,
+        "payments.pay",
+        {"to_account": "DE75 5121 0800 1245 1261 99", "amount": "99.99"},
+    )
     assert small.decision.effect is Effect.ALLOW
-    big = decide(world, task.id, "payments.pay",
-                 {"to_account": "DE75512108001245126199", "amount": "100.01"})
+    big = decide(
+        world, task.id, "payments.pay", {"to_account": "DE75512108001245126199", "amount": "100.01"}
+    )
     assert big.decision.effect is Effect.DENY
 
 
 def test_secret_argument_must_equal_the_users_literal(world: World) -> None:
     task = world.task(literals={"new_password": "correct horse battery staple"})
-    ok = decide(world, task.id, "account.set_password",
-                {"password": "correct horse battery staple"})
+    ok = decide(
+        world, task.id, "account.set_password", {"password": "correct horse battery staple"}
+    )
     assert ok.decision.effect is Effect.ALLOW
     bad = decide(world, task.id, "account.set_password", {"password": "hunter2-chosen-by-agent"})
     assert bad.decision.effect is Effect.DENY
@@ -168,8 +174,12 @@ def test_secret_argument_must_equal_the_users_literal(world: World) -> None:
 def test_secret_leaving_in_free_text_is_denied_and_not_recorded(world: World) -> None:
     task = world.task(targets=["customer@client.example"])
     key = "AKIAIOSFODNN7EXAMPLE"
-    v = decide(world, task.id, "email.send",
-               {"to": ["customer@client.example"], "body": f"here is the key {key}"})
+    v = decide(
+        world,
+        task.id,
+        "email.send",
+        {"to": ["customer@client.example"], "body": f"here is the key {key}"},
+    )
     assert v.decision.effect is Effect.DENY
     assert key not in json.dumps(world.records())
     intent = [r for r in world.records() if r["kind"] == "intent"][-1]["data"]
@@ -178,8 +188,12 @@ def test_secret_leaving_in_free_text_is_denied_and_not_recorded(world: World) ->
 
 def test_sensitive_arguments_are_recorded_as_digests(world: World) -> None:
     task = world.task(targets=["customer@client.example"])
-    decide(world, task.id, "email.send",
-           {"to": ["customer@client.example"], "body": "see attached", "attachment": "PAYROLL"})
+    decide(
+        world,
+        task.id,
+        "email.send",
+        {"to": ["customer@client.example"], "body": "see attached", "attachment": "PAYROLL"},
+    )
     intent = [r for r in world.records() if r["kind"] == "intent"][-1]["data"]
     assert intent["arguments"]["attachment"]["digest"].startswith("sha256:")
     assert "PAYROLL" not in json.dumps(world.records())
@@ -276,7 +290,7 @@ def test_policy_evaluation_error_denies(world: World, tmp_path) -> None:  # type
         '@id("overflow")\nforbid (principal, action, resource)\n'
         "when { context.args.amount + 1 + 9223372036854775807 > 0 };\n"
     )
-    world.tr.policies.activate_dir(policies)
+    world.tr.policies.activate_dir(policies, allow_untested=True)
     task = world.task()
     v = decide(world, task.id, "crm.read", {"customer_id": "1"})
     assert v.decision.effect is Effect.DENY
@@ -388,3 +402,46 @@ def test_decisions_carry_the_policies_reasons(world: World) -> None:
     v = decide(world, task.id, "email.send", {"to": ["bob@acme.com"]})
     assert v.decision.reasons == ("the tool is not in the task's declared intent",)
     assert world.records()[-1]["data"]["reasons"] == list(v.decision.reasons)
+
+
+def test_card_number_in_free_text_is_denied_and_not_recorded(world: World) -> None:
+    task = world.task(targets=["customer@client.example"])
+    v = decide(
+        world,
+        task.id,
+        "email.send",
+        {"to": ["customer@client.example"], "body": "card 4111 1111 1111 1111 exp 12/29"},
+    )
+    assert v.decision.effect is Effect.DENY
+    assert "card-to-open-world" in v.decision.policy_ids
+    dumped = json.dumps(world.records())
+    assert "4111 1111 1111 1111" not in dumped and "exp 12/29" not in dumped
+
+
+def test_store_failure_on_the_decision_path_runs_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import tribune
+    from tribune.errors import StoreError
+
+    tr = tribune.open(tmp_path / "home")
+    tr.registry.add_group("ops")
+    tr.registry.register_tool(tribune.Tool("t", risk=tribune.RiskFacts(read_only=True)))
+    tr.registry.register_agent(
+        "a",
+        owner="group:ops",
+        purpose="p",
+        environment="development",
+        entitlements=tribune.Entitlements(tools=frozenset({"t"})),
+    )
+    task = tr.start_task("a", purpose="p", tools=["t"])
+    ran = []
+
+    @tr.govern("t", task=task.id)
+    def body() -> None:
+        ran.append(1)
+
+    body()
+    assert ran == [1]
+    tr.store.close()  # the database goes away under the running process
+    with pytest.raises(StoreError):
+        body()
+    assert ran == [1]  # fail closed: nothing ran without durable intent and decision records

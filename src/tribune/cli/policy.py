@@ -44,13 +44,20 @@ def test(directory: Dir) -> None:
 
 
 @policy.command("activate")
-def activate(directory: Dir, note: str = "", home: HomeOption = None) -> None:
+def activate(
+    directory: Dir,
+    note: str = "",
+    allow_untested: Annotated[
+        bool, typer.Option(help="Activate even with no policy tests (not recommended).")
+    ] = False,
+    home: HomeOption = None,
+) -> None:
     """Validate and test DIRECTORY, store it as a new immutable version and activate it.
 
-    A version that fails is refused and the active one stays.
+    A version that fails (or has no tests) is refused and the active one stays.
     """
     with opened(home) as tr:
-        version = tr.policies.activate_dir(directory, note=note)
+        version = tr.policies.activate_dir(directory, note=note, allow_untested=allow_untested)
     console.print(f"[green]activated[/] policy version {version.id} ({version.digest[:19]}…)")
 
 

@@ -85,6 +85,7 @@ def build_context(
             "amount": facts.amount,
             "count": facts.count,
             "secrets": len(facts.secrets),
+            "cards": facts.cards,
             "links": len(facts.links),
             "links_unknown": links_unknown,
         },

@@ -66,6 +66,7 @@ def default_context() -> dict[str, Any]:
             "amount": 0,
             "count": 0,
             "secrets": 0,
+            "cards": 0,
             "links": 0,
             "links_unknown": False,
         },

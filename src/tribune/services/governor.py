@@ -322,8 +322,8 @@ class Governor:
     def _recordable(tool: Tool | None, arguments: Mapping[str, Any], facts: ArgFacts | None) -> Any:
         """Arguments as the audit log may keep them: sensitive ones and those read by `secret`
         extractors as digests; when the tool is unknown or the arguments carry credential-like
-        strings, only a digest of the whole."""
-        if tool is None or facts is None or facts.secrets:
+        strings or card numbers, only a digest of the whole."""
+        if tool is None or facts is None or facts.secrets or facts.cards:
             return {"digest": digest(dict(arguments))}
         hidden = [*tool.sensitive_args, *(s.pointer for s in tool.extractors if s.kind == "secret")]
         if hidden:

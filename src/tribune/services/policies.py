@@ -62,14 +62,21 @@ class PolicyService:
     def check_dir(self, path: Path) -> Checked:
         return self.check_files(load_bundle(path).files)
 
-    def activate_files(self, files: Mapping[str, str], *, note: str = "") -> PolicyVersion:
+    def activate_files(
+        self, files: Mapping[str, str], *, note: str = "", allow_untested: bool = False
+    ) -> PolicyVersion:
         """Validate, test, store and activate a new immutable version.
 
         Raises ``PolicyInvalid`` (listing every problem) and changes nothing when the version
-        does not compile or a policy test fails.
+        does not compile, a policy test fails, or it has no tests (unless ``allow_untested``).
         """
         version_id = self.ids.new()
         checked = self.check_files(files, version_id)
+        if not checked.results and not allow_untested:
+            raise PolicyInvalid(
+                "a policy version needs at least one policy test",
+                hint="add cases under tests/*.yaml (or pass --allow-untested)",
+            )
         if checked.failures:
             raise PolicyInvalid(
                 f"{len(checked.failures)} policy test(s) failed",
@@ -99,8 +106,12 @@ class PolicyService:
             self._checked_at = time.monotonic()
         return version
 
-    def activate_dir(self, path: Path, *, note: str = "") -> PolicyVersion:
-        return self.activate_files(load_bundle(path).files, note=note or str(path))
+    def activate_dir(
+        self, path: Path, *, note: str = "", allow_untested: bool = False
+    ) -> PolicyVersion:
+        return self.activate_files(
+            load_bundle(path).files, note=note or str(path), allow_untested=allow_untested
+        )
 
     def rollback(self, version_id: str) -> PolicyVersion:
         """Re-activate an earlier stored version."""
