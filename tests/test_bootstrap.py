@@ -24,7 +24,16 @@ def mode(path: Path) -> int:
 
 
 def private_keys(home: Path) -> list[Path]:
-    return [p for p in (home / "keys").iterdir() if not p.name.endswith(".pub.pem")]
+    return [p for p in (home / "keys").iterdir() if p.name.endswith(".key.pem")]
+
+
+def test_init_makes_a_private_digest_key(tmp_path: Path) -> None:
+    home = init_home(tmp_path / "home")
+    secret = home / "keys" / "digest.secret"
+    assert mode(secret) == 0o600 and len(secret.read_bytes()) == 32
+    before = secret.read_bytes()
+    open_tribune(home).close()
+    assert secret.read_bytes() == before  # made once, then reused
 
 
 @pytest.fixture

@@ -15,7 +15,12 @@ from typing import Any
 from tribune.config import Settings, parse_settings
 from tribune.core.taint import injection_markers
 from tribune.core.targets import normalise_target
-from tribune.crypto import Ed25519Signer, Ed25519Verifier, load_or_create_key_pair
+from tribune.crypto import (
+    Ed25519Signer,
+    Ed25519Verifier,
+    load_or_create_key_pair,
+    load_or_create_secret,
+)
 from tribune.crypto.keys import load_public_keys, save_public_key
 from tribune.errors import ConfigError
 from tribune.ports import Clock, Ids, Store
@@ -129,6 +134,7 @@ class Tribune(Governed):
         pair = load_or_create_key_pair(keys)
         if not (keys / f"{pair.key_id}.pub.pem").exists():
             save_public_key(keys, pair.public_key)
+        digest_key = load_or_create_secret(keys)
         verifier = Ed25519Verifier(load_public_keys(keys))
         if not verifier.knows(pair.key_id):
             verifier.add(pair.public_key)
@@ -150,6 +156,7 @@ class Tribune(Governed):
             normalise_target,
             default_ttl=settings.default_task_ttl,
             max_ttl=settings.max_task_ttl,
+            digest_key=digest_key,
         )
         self.policies = PolicyService(store, self.clock, self.ids, self.audit)
         self.governor = Governor(
@@ -160,6 +167,7 @@ class Tribune(Governed):
             self.policies,
             settings,
             classifier=injection_markers if settings.taint_classifier == "markers" else None,
+            digest_key=digest_key,
         )
         self.registry.on_change.append(self.governor.invalidate)
         super().__init__(self)

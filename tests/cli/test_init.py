@@ -37,8 +37,8 @@ def test_init_creates_a_complete_home(tmp_path: Path, runner: CliRunner) -> None
     # The signing key is private; its public half sits next to it.
     keys = list((home / "keys").iterdir())
     private = [k for k in keys if not k.name.endswith(".pub.pem")]
-    assert len(private) == 1
-    assert stat.S_IMODE(private[0].stat().st_mode) == 0o600
+    assert sorted(k.name for k in private) == ["digest.secret", "signing.key.pem"]
+    assert all(stat.S_IMODE(k.stat().st_mode) == 0o600 for k in private)
     assert any(k.name.endswith(".pub.pem") for k in keys)
     # One policy version, active.
     versions = _policy_versions(home / "tribune.db")

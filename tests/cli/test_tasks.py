@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -120,8 +121,11 @@ def test_literal_is_stored_only_as_a_digest(org: Cli, tmp_path: Path) -> None:
 
     stored = _stored_bytes(org.home)
     assert secret.encode() not in stored
-    # The digest is there: the search above looked at the right bytes.
-    assert hashlib.sha256(secret.encode()).hexdigest().encode() in stored
+    # The keyed digest is there (the search above looked at the right bytes); the plain
+    # SHA-256 a guesser would compute is not.
+    key = (org.home / "keys" / "digest.secret").read_bytes()
+    assert hmac.new(key, secret.encode(), hashlib.sha256).hexdigest().encode() in stored
+    assert hashlib.sha256(secret.encode()).hexdigest().encode() not in stored
 
     out = tmp_path / "export.jsonl"
     org.ok("audit", "export", "--format", "jsonl", "-o", str(out))
@@ -141,7 +145,8 @@ def test_literal_without_value_is_prompted_hidden(org: Cli) -> None:
     assert task["literals"] == ["PIN"]
     stored = _stored_bytes(org.home)
     assert secret.encode() not in stored
-    assert hashlib.sha256(secret.encode()).hexdigest().encode() in stored
+    key = (org.home / "keys" / "digest.secret").read_bytes()
+    assert hmac.new(key, secret.encode(), hashlib.sha256).hexdigest().encode() in stored
 
 
 # ----------------------------------------------------------------- task end and list

@@ -17,8 +17,9 @@ scalars = (
 )
 values = st.recursive(
     scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -58,3 +59,16 @@ def test_digest_is_prefixed_sha256() -> None:
     d = digest({"a": 1})
     assert d.startswith("sha256:") and len(d) == 7 + 64
     assert digest({"a": 1}) == digest({"a": 1}) != digest({"a": 2})
+
+
+def test_keyed_digest_depends_on_the_key_and_hides_guessable_values() -> None:
+    import hashlib
+    import hmac
+
+    from tribune.core.canonical import canonical, keyed_digest
+
+    value = {"password": "hunter2"}
+    a, b = keyed_digest(value, b"k" * 32), keyed_digest(value, b"j" * 32)
+    assert a.startswith("hmac-sha256:") and a != b
+    assert a == "hmac-sha256:" + hmac.new(b"k" * 32, canonical(value), hashlib.sha256).hexdigest()
+    assert a.removeprefix("hmac-sha256:") != digest(value).removeprefix("sha256:")

@@ -236,3 +236,23 @@ def test_saving_a_public_key_twice_is_fine_but_not_a_different_one(tmp_path: Pat
 
 def test_load_public_keys_of_missing_dir_is_empty(tmp_path: Path) -> None:
     assert load_public_keys(tmp_path / "nope") == {}
+
+
+def test_digest_secret_is_made_once_private_and_checked(tmp_path: Path) -> None:
+    import os
+
+    from tribune.crypto import load_or_create_secret
+
+    keys = tmp_path / "keys"
+    first = load_or_create_secret(keys)
+    path = keys / "digest.secret"
+    assert len(first) == 32 and (path.stat().st_mode & 0o777) == 0o600
+    assert load_or_create_secret(keys) == first
+    assert load_or_create_secret(keys, name="other") != first
+    os.chmod(path, 0o644)
+    with pytest.raises(KeyFileInsecure):
+        load_or_create_secret(keys)
+    os.chmod(path, 0o600)
+    path.write_bytes(b"short")
+    with pytest.raises(KeyFileInvalid):
+        load_or_create_secret(keys)

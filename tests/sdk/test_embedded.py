@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 import tribune
-from tribune.core.canonical import digest
+from tribune.core.canonical import keyed_digest
 from tribune.core.model import Effect, Entitlements, RiskFacts, TaskState, Tool
 from tribune.errors import ConfigError, InvalidInput
 from tribune.sdk.embedded import current_task
@@ -79,7 +79,8 @@ def test_allowed_call_runs_and_records_its_result(world: World, mode: str) -> No
     assert intent["tool"] == "crm.read" and intent["arguments"] == {"customer_id": "42"}
     assert decision["effect"] == "allow"
     assert result["status"] == "ok"
-    assert result["output_digest"] == digest({"name": "Ada"})
+    key = (world.home / "keys" / "digest.secret").read_bytes()
+    assert result["output_digest"] == keyed_digest({"name": "Ada"}, key)
     assert "error" not in result
     assert {r["task_id"] for r in records} == {task.id}
     assert world.tr.store.get_task(task.id).session.calls == 1  # type: ignore[union-attr]

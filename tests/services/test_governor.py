@@ -38,7 +38,7 @@ def test_allowed_read_records_intent_decision_and_result(world: World) -> None:
     assert intent["arguments"] == {"customer_id": "42"}
     assert intent["action_digest"] == decision["action_digest"] == v.action_digest
     assert decision["effect"] == "allow" and decision["risk"]["read_only"] is True
-    assert result["status"] == "ok" and result["output_digest"].startswith("sha256:")
+    assert result["status"] == "ok" and result["output_digest"].startswith("hmac-sha256:")
     assert all(r["agent_id"] == task.agent_id and r["task_id"] == task.id for r in records)
 
 
@@ -195,7 +195,7 @@ def test_sensitive_arguments_are_recorded_as_digests(world: World) -> None:
         {"to": ["customer@client.example"], "body": "see attached", "attachment": "PAYROLL"},
     )
     intent = [r for r in world.records() if r["kind"] == "intent"][-1]["data"]
-    assert intent["arguments"]["attachment"]["digest"].startswith("sha256:")
+    assert intent["arguments"]["attachment"]["digest"].startswith("hmac-sha256:")
     assert "PAYROLL" not in json.dumps(world.records())
 
 

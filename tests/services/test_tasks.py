@@ -8,6 +8,7 @@ Agents of the world (see conftest): ``helper`` may use every tool, the groups ``
 from __future__ import annotations
 
 import hashlib
+import hmac
 from datetime import timedelta
 from typing import Any
 
@@ -166,8 +167,10 @@ def test_unknown_agent_cannot_start_a_task(world: World) -> None:
 def test_literals_are_kept_only_as_digests(world: World) -> None:
     secret = "correct horse battery staple"
     task = world.task(literals={"new_password": secret})
-    expected = hashlib.sha256(secret.encode()).hexdigest()
+    key = (world.home / "keys" / "digest.secret").read_bytes()
+    expected = hmac.new(key, secret.encode(), hashlib.sha256).hexdigest()
     assert task.scope.literal_digests == {"new_password": expected}
+    assert expected != hashlib.sha256(secret.encode()).hexdigest()  # keyed, not guessable
     stored = world.tr.tasks.get(task.id)
     assert stored.scope.literal_digests == {"new_password": expected}
     assert started_events(world)[-1]["data"]["literals"] == ["new_password"]

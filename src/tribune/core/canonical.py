@@ -11,6 +11,7 @@ property test holds the two paths equal.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 from typing import Any
 
@@ -66,6 +67,12 @@ def canonical(value: Any) -> bytes:
     if _simple(value):
         return _fast(value)
     return rfc8785.dumps(value)
+
+
+def keyed_digest(value: Any, key: bytes) -> str:
+    """``hmac-sha256:<hex>`` of the canonical form under ``key``: for values that may be
+    guessable (passwords, codes, small arguments) and end up in records others can read."""
+    return "hmac-sha256:" + hmac.new(key, canonical(value), hashlib.sha256).hexdigest()
 
 
 def digest(value: Any) -> str:

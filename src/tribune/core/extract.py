@@ -29,11 +29,11 @@ import copy
 import functools
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tribune.core.canonical import digest
+from tribune.core.canonical import digest, keyed_digest
 from tribune.core.model import ExtractorSpec, Tool
 from tribune.core.normalise import (
     MAX_LONG,
@@ -125,6 +125,7 @@ class _Facts:
     """The mutable accumulator behind one ``ArgFacts``."""
 
     literal_digests: tuple[bytes, ...]
+    key: bytes | None = None  # literals are HMAC-SHA256 digests under this key (else SHA-256)
     targets: dict[tuple[str, str], Target] = field(default_factory=dict)
     amount: int = 0
     count: int = 0
@@ -138,8 +139,14 @@ class _Facts:
     def target(self, kind: str, value: str, role: str) -> None:
         self.targets.setdefault((kind, value), Target(kind, value, role))
 
+    def hash(self, text: str) -> bytes:
+        data = text.encode("utf-8")
+        if self.key is None:
+            return hashlib.sha256(data).digest()
+        return hmac.new(self.key, data, hashlib.sha256).digest()
+
     def secret(self, kind: str, value: str) -> None:
-        value_digest = _sha256(value)
+        value_digest = self.hash(value)
         if not self.is_literal(value_digest):
             self.secrets.setdefault(value_digest, kind)
 
@@ -163,16 +170,21 @@ class _Facts:
 
 
 def extract(
-    tool: Tool, arguments: Mapping[str, Any], literal_digests: Mapping[str, str] | None = None
+    tool: Tool,
+    arguments: Mapping[str, Any],
+    literal_digests: Mapping[str, str] | None = None,
+    *,
+    literal_key: bytes | None = None,
 ) -> ArgFacts:
     """Read ``tool``'s extractors over ``arguments`` (see the module docstring).
 
-    ``literal_digests`` maps a task literal's name to the SHA-256 hex of its UTF-8 text.
+    ``literal_digests`` maps a task literal's name to the hex digest of its UTF-8 text:
+    HMAC-SHA256 under ``literal_key`` when one is given, plain SHA-256 otherwise.
     Raises ``ExtractionFailed`` for a value of the wrong type, arguments of the wrong shape, a
     missing required value, or a spec that cannot be applied.
     """
     literals = dict(literal_digests or {})
-    facts = _Facts(tuple(_hex_bytes(d) for d in literals.values()))
+    facts = _Facts(tuple(_hex_bytes(d) for d in literals.values()), literal_key)
     judged: list[tuple[Key, ...]] = []  # places read by `secret` specs
     for spec in tool.extractors:
         for hit in _values(spec, arguments):
@@ -263,7 +275,7 @@ def _read_secret(
         facts.secret("password_field", value)
         return
     expected = literals.get(spec.literal)
-    if expected is None or not hmac.compare_digest(_sha256(value), _hex_bytes(expected)):
+    if expected is None or not hmac.compare_digest(facts.hash(value), _hex_bytes(expected)):
         facts.literals_ok = False
 
 
@@ -291,14 +303,10 @@ def _scan_secrets(arguments: Any, judged: list[tuple[Key, ...]], facts: _Facts) 
     if not might_hold_secret("\n".join(text for _, text in texts)):
         return
     for _keys, text in texts:
-        if facts.literal_digests and facts.is_literal(_sha256(text)):
+        if facts.literal_digests and facts.is_literal(facts.hash(text)):
             continue
         for kind, value in find_secrets(text):
             facts.secret(kind, value)
-
-
-def _sha256(text: str) -> bytes:
-    return hashlib.sha256(text.encode("utf-8")).digest()
 
 
 def _hex_bytes(hex_digest: str) -> bytes:
@@ -314,9 +322,11 @@ def _hex_bytes(hex_digest: str) -> bytes:
 # --------------------------------------------------------------------------- redaction
 
 
-def redact(arguments: Mapping[str, Any], pointers: Iterable[str]) -> dict[str, Any]:
+def redact(
+    arguments: Mapping[str, Any], pointers: Iterable[str], *, key: bytes | None = None
+) -> dict[str, Any]:
     """A deep copy of ``arguments`` with the value at each pointer (``*`` allowed) replaced by
-    ``{"digest": "sha256:<hex of its canonical JSON>"}``.
+    ``{"digest": "sha256:<hex of its canonical JSON>"}`` (``hmac-sha256:`` under ``key``).
 
     Errs toward hiding: where the arguments hold a scalar on the way to a pointer's place (the
     agent sent a different shape), that scalar is replaced. Ancestors are replaced before
@@ -325,28 +335,31 @@ def redact(arguments: Mapping[str, Any], pointers: Iterable[str]) -> dict[str, A
     """
     parsed = sorted((parse_pointer(p) for p in pointers), key=len)
     out: Any = copy.deepcopy(dict(arguments))
+    hide = (lambda v: keyed_digest(v, key)) if key is not None else digest
     for segments in parsed:
-        out = _replace(out, segments, 0)
+        out = _replace(out, segments, 0, hide)
     result: dict[str, Any] = out
     return result
 
 
-def _replace(node: Any, segments: tuple[str, ...], i: int) -> Any:
+def _replace(
+    node: Any, segments: tuple[str, ...], i: int, hide: Callable[[Any], str]
+) -> Any:
     if node is None:
         return None
     if i == len(segments):
-        return {"digest": digest(node)}
+        return {"digest": hide(node)}
     segment = segments[i]
     if isinstance(node, dict):
         if segment == "*":
-            return {k: _replace(v, segments, i + 1) for k, v in node.items()}
+            return {k: _replace(v, segments, i + 1, hide) for k, v in node.items()}
         if segment in node:
-            node[segment] = _replace(node[segment], segments, i + 1)
+            node[segment] = _replace(node[segment], segments, i + 1, hide)
         return node
     if isinstance(node, list):
         if segment == "*":
-            return [_replace(v, segments, i + 1) for v in node]
+            return [_replace(v, segments, i + 1, hide) for v in node]
         if segment.isascii() and segment.isdigit() and int(segment) < len(node):
-            node[int(segment)] = _replace(node[int(segment)], segments, i + 1)
+            node[int(segment)] = _replace(node[int(segment)], segments, i + 1, hide)
         return node
-    return {"digest": digest(node)}  # a scalar where a container was expected: hide it
+    return {"digest": hide(node)}  # a scalar where a container was expected: hide it

@@ -266,3 +266,24 @@ def load_public_keys(keys_dir: Path) -> dict[str, Ed25519PublicKey]:
             )
         out[kid] = public_key
     return out
+
+
+# --------------------------------------------------------------------------- secret keys
+
+SECRET_SUFFIX = ".secret"  # noqa: S105  (a file name ending, not a secret)
+SECRET_SIZE = 32
+
+
+def load_or_create_secret(keys_dir: Path, *, name: str = "digest") -> bytes:
+    """A 32-byte random secret kept as ``<name>.secret`` (0600, refused if others can read it),
+    made on first use. It keys the digests of argument values in audit records and of task
+    literals, so a guessable value cannot be recovered by hashing guesses."""
+    path = keys_dir / f"{check_name('key', name)}{SECRET_SUFFIX}"
+    if not path.exists():
+        ensure_keys_dir(keys_dir)
+        with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
+            _write_new(path, os.urandom(SECRET_SIZE), 0o600)
+    data = _read_key_file(path, private=True)
+    if len(data) != SECRET_SIZE:
+        raise KeyFileInvalid(f"secret file `{path}` is not a {SECRET_SIZE}-byte key")
+    return data

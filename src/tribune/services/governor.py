@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tribune.config import Settings
-from tribune.core.canonical import digest
+from tribune.core.canonical import digest, keyed_digest
 from tribune.core.context import build_context
 from tribune.core.extract import ArgFacts, extract, redact
 from tribune.core.model import (
@@ -89,8 +89,12 @@ class Governor:
         *,
         classifier: ResultClassifier | None = None,
         cache_seconds: float = 1.0,
+        digest_key: bytes | None = None,
     ) -> None:
         self.store = store
+        # Digests of argument values and outputs in audit records are keyed (HMAC-SHA256) when
+        # a key is given, so small or guessable values cannot be recovered by hashing guesses.
+        self.digest_key = digest_key
         self.clock = clock
         self.ids = ids
         self.audit = audit
@@ -170,7 +174,7 @@ class Governor:
         if not isinstance(arguments, Mapping):
             raise InvalidInput("arguments must be a JSON object")
         try:
-            arguments_digest = digest(dict(arguments))
+            arguments_digest = self._digest(dict(arguments))
         except Exception:
             raise InvalidInput(
                 "arguments must be JSON values (objects, lists, text, numbers)"
@@ -185,7 +189,9 @@ class Governor:
         failure: _Denied | None = None
         try:
             task, agent, tool = self._load(task_id, tool_name)
-            facts = extract(tool, arguments, task.scope.literal_digests)
+            facts = extract(
+                tool, arguments, task.scope.literal_digests, literal_key=self.digest_key
+            )
         except _Denied as exc:
             failure = exc
         except TribuneError as exc:
@@ -318,16 +324,21 @@ class Governor:
         ]
         return decision, context, targets
 
-    @staticmethod
-    def _recordable(tool: Tool | None, arguments: Mapping[str, Any], facts: ArgFacts | None) -> Any:
+    def _digest(self, value: Any) -> str:
+        key = self.digest_key
+        return keyed_digest(value, key) if key is not None else digest(value)
+
+    def _recordable(
+        self, tool: Tool | None, arguments: Mapping[str, Any], facts: ArgFacts | None
+    ) -> Any:
         """Arguments as the audit log may keep them: sensitive ones and those read by `secret`
         extractors as digests; when the tool is unknown or the arguments carry credential-like
         strings or card numbers, only a digest of the whole."""
         if tool is None or facts is None or facts.secrets or facts.cards:
-            return {"digest": digest(dict(arguments))}
+            return {"digest": self._digest(dict(arguments))}
         hidden = [*tool.sensitive_args, *(s.pointer for s in tool.extractors if s.kind == "secret")]
         if hidden:
-            return redact(dict(arguments), hidden)
+            return redact(dict(arguments), hidden, key=self.digest_key)
         return dict(arguments)
 
     # ----------------------------------------------------------------- result
@@ -349,9 +360,9 @@ class Governor:
         }
         if output is not None:
             try:
-                body["output_digest"] = digest(output)
+                body["output_digest"] = self._digest(output)
             except Exception:
-                body["output_digest"] = digest(repr(output))
+                body["output_digest"] = self._digest(repr(output))
         if error:
             body["error"] = error[:500]
         self.audit.record(

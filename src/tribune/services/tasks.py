@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -42,8 +43,13 @@ class ScopeRequest:
     open_scope: bool = False
 
 
-def literal_digest(value: str) -> str:
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+def literal_digest(value: str, key: bytes | None = None) -> str:
+    """The stored form of a task literal: HMAC-SHA256 under the home's digest key (plain
+    SHA-256 without one), so a guessable literal cannot be recovered from the store."""
+    data = value.encode("utf-8")
+    if key is None:
+        return hashlib.sha256(data).hexdigest()
+    return hmac.new(key, data, hashlib.sha256).hexdigest()
 
 
 def _many(kind: str, values: Iterable[str]) -> tuple[str, ...]:
@@ -53,12 +59,12 @@ def _many(kind: str, values: Iterable[str]) -> tuple[str, ...]:
     return tuple(values)
 
 
-def _literals(literals: Mapping[str, str]) -> dict[str, str]:
+def _literals(literals: Mapping[str, str], key: bytes | None) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, value in literals.items():
         if not isinstance(value, str):
             raise InvalidInput(f"literal `{name}` must be text")
-        out[check_name("literal", name)] = literal_digest(value)
+        out[check_name("literal", name)] = literal_digest(value, key)
     return out
 
 
@@ -101,8 +107,10 @@ class TaskService:
         *,
         default_ttl: int = 3600,
         max_ttl: int = 86400,
+        digest_key: bytes | None = None,
     ) -> None:
         self.store = store
+        self.digest_key = digest_key
         self.clock = clock
         self.ids = ids
         self.events = events
@@ -137,7 +145,7 @@ class TaskService:
                 check_name("tool group", g) for g in _many("tool groups", request.tool_groups)
             ),
             targets=targets,
-            literal_digests=_literals(request.literals),
+            literal_digests=_literals(request.literals, self.digest_key),
             environment=check_name("environment", environment),
             limits=request.limits.inherit(agent.entitlements.limits),
             open_scope=request.open_scope,
