@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 import cedarpy
+import orjson
 
 from tribune.core.model import ApprovalRequirement, Decision, DecisionError, Effect
 from tribune.errors import PolicyEvaluationError
@@ -147,7 +148,8 @@ class CompiledPolicy:
                 "principal": {"type": "Agent", "id": req.agent.id},
                 "action": {"type": "Action", "id": req.action},
                 "resource": {"type": "Tool", "id": tool.name},
-                "context": req.context,
+                # encoded here (orjson) rather than by cedarpy's json.dumps: ~10x cheaper
+                "context": orjson.dumps(req.context).decode(),
             }
             result = cedarpy.is_authorized(request, policies, entities)
             diagnostics = result.diagnostics
@@ -162,7 +164,7 @@ class CompiledPolicy:
                 return Decision(Effect.DENY, tool.name, reasons, self.version_id)
             need = _requirement([t for t in tiers if t is not None])
             # Approval is offered only if it would lead to an allow: re-check with the quorum met.
-            request["context"] = {**req.context, "approvals": need.quorum}
+            request["context"] = orjson.dumps({**req.context, "approvals": need.quorum}).decode()
             second = cedarpy.is_authorized(request, policies, entities)
             if second.diagnostics.errors:
                 return self._errored(tool.name, reasons, second.diagnostics.errors)
