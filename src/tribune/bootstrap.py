@@ -158,7 +158,9 @@ class Tribune(Governed):
             max_ttl=settings.max_task_ttl,
             digest_key=digest_key,
         )
-        self.policies = PolicyService(store, self.clock, self.ids, self.audit)
+        self.policies = PolicyService(
+            store, self.clock, self.ids, self.audit, digest_key=digest_key
+        )
         self.governor = Governor(
             store,
             self.clock,

@@ -128,6 +128,15 @@ def test_verify_finds_a_rewritten_hash(busy: Cli, where: str) -> None:
     assert f"TAMPERED at record {seq}:" in result.stdout
 
 
+def test_a_write_after_tampering_keeps_its_result_and_warns(busy: Cli) -> None:
+    _sql(busy, "UPDATE audit_records SET hash = ? WHERE seq = ?", "0" * 64, busy.audit_count())
+    result = busy("group", "add", "late-team")
+    assert result.exit_code == 0 and "late-team" in result.stdout  # the write happened
+    assert "warning[audit_integrity]" in result.stderr  # and the refusal to sign is loud
+    assert "Traceback" not in result.output
+    assert busy("audit", "verify").exit_code == 1
+
+
 # ----------------------------------------------------------------- export
 
 

@@ -130,6 +130,15 @@ def test_tampered_stored_policy_is_refused_by_a_new_process(world: World) -> Non
     world.reopen()
     v = decide(world, task.id, "crm.read", {"customer_id": "1"})
     assert codes(v) == ["no_active_policy"]
+    # re-sealing with a plain digest does not help: the digest is keyed by the home's secret
+    from tribune.core.canonical import digest
+
+    with sqlite3.connect(db) as conn:
+        files = conn.execute("SELECT files FROM policy_versions WHERE active").fetchone()[0]
+        resealed = digest(json.loads(files))
+        conn.execute("UPDATE policy_versions SET digest = ? WHERE active", (resealed,))
+    world.reopen()
+    assert codes(decide(world, task.id, "crm.read", {"customer_id": "1"})) == ["no_active_policy"]
 
 
 def test_production_destructive_needs_two_approvers(world: World) -> None:
@@ -445,3 +454,24 @@ def test_store_failure_on_the_decision_path_runs_nothing(tmp_path) -> None:  # t
     with pytest.raises(StoreError):
         body()
     assert ran == [1]  # fail closed: nothing ran without durable intent and decision records
+
+
+def test_unapproved_writes_cannot_launder_a_target_into_known(world: World) -> None:
+    from tribune.core.model import ExtractorSpec, RiskFacts, Tool
+
+    world.tr.registry.register_tool(
+        Tool(
+            "crm.add_contact",
+            risk=RiskFacts(read_only=False, destructive=False, open_world=False),
+            groups=("crm",),
+            extractors=(ExtractorSpec("email", "/email", role="contact"),),
+        )
+    )
+    task = world.task(tool_groups=["crm", "email"])
+    send = {"to": ["drop@evil.example"]}
+    assert decide(world, task.id, "email.send", send).decision.effect is Effect.APPROVAL_REQUIRED
+    add = decide(world, task.id, "crm.add_contact", {"email": "drop@evil.example"})
+    assert add.allowed  # an internal reversible write passes on policy alone
+    world.tr.governor.finish(add, ResultStatus.OK)
+    assert "drop@evil.example" not in world.tr.store.learned_targets()
+    assert decide(world, task.id, "email.send", send).decision.effect is Effect.APPROVAL_REQUIRED

@@ -39,7 +39,7 @@ def init(home: HomeOption = None) -> None:
         path = init_home(resolve_home(home))
     console.print(f"[green]initialised[/] {path}")
     console.print("  policies/    the default policy pack (edit, then `tribune policy activate`)")
-    console.print("  keys/        the audit signing key (keep it private)")
+    console.print("  keys/        the audit signing key and the digest secret (keep both private)")
     from tribune.bootstrap import load_settings
 
     if not load_settings(path).store_url:

@@ -53,7 +53,8 @@ class Verdict:
     task_id: str
     agent_id: str | None
     tool: str
-    targets: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()  # unknown targets: learnable once a human approved the call
+    approvals: int = 0
 
     @property
     def allowed(self) -> bool:
@@ -261,6 +262,7 @@ class Governor:
             # INVARIANT: only targets nobody vouched for (not internal, named or known) can be
             # learned: a task's own named targets must not become known to every other task.
             targets=tuple(t["value"] for t in targets if t["class"] == "unknown"),
+            approvals=approvals,
         )
 
     def _load(self, task_id: str, tool_name: str) -> tuple[Task, Agent, Tool]:
@@ -385,9 +387,10 @@ class Governor:
             calls=session.calls + 1,
         )
         self.store.update_session(task.id, session)
-        # Only a completed write makes a counterparty known: reading from a host (a fetch)
-        # establishes no trust in it, and a tainted task must not inherit it as "known".
-        if verdict.targets and not tool.risk.read_only:
+        # Only a completed, human-approved write makes a counterparty known: reading from a
+        # host establishes no trust in it, and a write that policy let through on its own (an
+        # internal reversible write) must not launder a target into "known" for later sends.
+        if verdict.targets and verdict.approvals > 0 and not tool.risk.read_only:
             self.store.learn_targets(list(verdict.targets), self.clock.now())
             self._learned = _Cached(frozenset(), -1e9)
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from tribune.core.canonical import digest
+from tribune.core.canonical import digest, keyed_digest
 from tribune.core.model import PolicyVersion, RecordKind
 from tribune.errors import NotFound, PolicyInvalid
 from tribune.policy.bundle import compile_bundle, load_bundle
@@ -39,9 +39,19 @@ class Checked:
 
 class PolicyService:
     def __init__(
-        self, store: Store, clock: Clock, ids: Ids, events: Events, *, refresh_seconds: float = 1.0
+        self,
+        store: Store,
+        clock: Clock,
+        ids: Ids,
+        events: Events,
+        *,
+        refresh_seconds: float = 1.0,
+        digest_key: bytes | None = None,
     ) -> None:
         self.store = store
+        # With a key, a version's digest is an HMAC: someone who can edit the store but not
+        # read the home's keys cannot re-seal edited policy files.
+        self.digest_key = digest_key
         self.clock = clock
         self.ids = ids
         self.events = events
@@ -87,7 +97,7 @@ class PolicyService:
             id=version_id,
             created_at=self.clock.now(),
             files=dict(files),
-            digest=digest(dict(files)),
+            digest=self._digest(files),
             note=note,
         )
         self.store.add_policy_version(version)
@@ -134,11 +144,15 @@ class PolicyService:
             self._checked_at = time.monotonic()
         return version
 
-    @staticmethod
-    def _compile_stored(version: PolicyVersion) -> CompiledPolicy:
+    def _digest(self, files: Mapping[str, str]) -> str:
+        if self.digest_key is None:
+            return digest(dict(files))
+        return keyed_digest(dict(files), self.digest_key)
+
+    def _compile_stored(self, version: PolicyVersion) -> CompiledPolicy:
         """Compile a stored version after checking its files still match the digest recorded
         (and audited) when it was activated: edited rows in the store are refused."""
-        if not hmac.compare_digest(digest(dict(version.files)), version.digest):
+        if not hmac.compare_digest(self._digest(version.files), version.digest):
             raise PolicyInvalid(
                 f"policy version `{version.id}` does not match its digest",
                 hint="the stored files were changed after activation; activate a version again",
