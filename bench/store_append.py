@@ -30,8 +30,11 @@ BODY: dict[str, object] = {
     "policy_ids": ["permit-mail", "guard-external"],
     "policy_version": "v17",
 }
-IDS = {"action_id": "01J0000000000000000000ACT", "task_id": "01J00000000000000000TASK",
-       "agent_id": "spiffe://example.org/agent/mailer"}
+IDS = {
+    "action_id": "01J0000000000000000000ACT",
+    "task_id": "01J00000000000000000TASK",
+    "agent_id": "spiffe://example.org/agent/mailer",
+}
 
 
 def timed(n: int, op: Callable[[int], object]) -> list[float]:
@@ -58,10 +61,13 @@ def bench(url: str, durability: str, n: int) -> None:
     store = open_store(url, durability=durability)
     ts = datetime.now(UTC)
     timed(200, lambda i: store.append(RecordKind.DECISION, ts, BODY, **IDS))  # warm up
-    link_p50 = report("link alone", timed(n, lambda i: link(
-        i + 1, GENESIS, RecordKind.DECISION, ts, BODY, **IDS)))
-    append_p50 = report(f"append ({durability})", timed(
-        n, lambda i: store.append(RecordKind.DECISION, ts, BODY, **IDS)))
+    link_p50 = report(
+        "link alone", timed(n, lambda i: link(i + 1, GENESIS, RecordKind.DECISION, ts, BODY, **IDS))
+    )
+    append_p50 = report(
+        f"append ({durability})",
+        timed(n, lambda i: store.append(RecordKind.DECISION, ts, BODY, **IDS)),
+    )
     print(f"{'store share (append - link, p50)':<34}     {append_p50 - link_p50:8.1f} us")
     total = store.count()
     t = time.perf_counter()

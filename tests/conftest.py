@@ -79,9 +79,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return _url_for(request.param, request, tmp_path)
 
 
-@pytest.fixture(
-    params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """A fresh, open store on each backend; closed after the test."""
     opened = open_store(_url_for(request.param, request, tmp_path))

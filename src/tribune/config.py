@@ -136,9 +136,7 @@ def _extractor(raw: Any, where: str) -> ExtractorSpec:
     _refuse_unknown(raw, known, where)
     kind = raw.get("kind")
     if kind not in KINDS:
-        raise ConfigError(
-            f"`{where}.kind` is `{kind}`", hint="one of " + ", ".join(sorted(KINDS))
-        )
+        raise ConfigError(f"`{where}.kind` is `{kind}`", hint="one of " + ", ".join(sorted(KINDS)))
     pointer = raw.get("pointer")
     if not isinstance(pointer, str):
         raise ConfigError(f"`{where}.pointer` must be a JSON pointer such as `/to`")

@@ -29,7 +29,10 @@ def test_a_hundred_thousand_records_verify_and_a_late_edit_is_found(tmp_path: Pa
     store = open_store(str(db))
     pair = KeyPair.generate()
     audit = AuditService(
-        store, SystemClock(), Ed25519Signer(pair), Ed25519Verifier([pair.public_key]),
+        store,
+        SystemClock(),
+        Ed25519Signer(pair),
+        Ed25519Verifier([pair.public_key]),
         checkpoint_every=5000,
     )
     body = {"tool": "email.send", "note": "ünïcode ✓", "n": 0}

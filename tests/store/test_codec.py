@@ -54,38 +54,73 @@ name_sets = st.frozensets(names, max_size=5)
 maybe_int = st.none() | st.integers(min_value=0, max_value=2**62)
 limits = st.builds(Limits, maybe_int, maybe_int, maybe_int)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=8)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.text(max_size=8)
     | st.floats(allow_nan=False, allow_infinity=False),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(names, inner, max_size=3),
     max_leaves=10,
 )
 scopes = st.builds(
-    Scope, names, name_sets, name_sets, name_sets, st.dictionaries(names, names, max_size=3),
-    st.none() | names, limits, st.booleans(),
+    Scope,
+    names,
+    name_sets,
+    name_sets,
+    name_sets,
+    st.dictionaries(names, names, max_size=3),
+    st.none() | names,
+    limits,
+    st.booleans(),
 )
 sessions = st.builds(SessionState, st.booleans(), name_sets, st.integers(0, 10**6))
 tasks = st.builds(
-    Task, names, names, scopes, st.sampled_from(TaskState), times, times, st.none() | times,
-    st.none() | names, names, st.integers(0, 9), sessions,
+    Task,
+    names,
+    names,
+    scopes,
+    st.sampled_from(TaskState),
+    times,
+    times,
+    st.none() | times,
+    st.none() | names,
+    names,
+    st.integers(0, 9),
+    sessions,
 )
 agents = st.builds(
-    Agent, names, names, st.builds(OwnerRef, st.sampled_from(["user", "group"]), names), names,
-    names, st.builds(Entitlements, name_sets, name_sets, name_sets, limits, st.booleans()),
-    st.sampled_from(AgentStatus), times,
+    Agent,
+    names,
+    names,
+    st.builds(OwnerRef, st.sampled_from(["user", "group"]), names),
+    names,
+    names,
+    st.builds(Entitlements, name_sets, name_sets, name_sets, limits, st.booleans()),
+    st.sampled_from(AgentStatus),
+    times,
 )
 extractors = st.builds(
     ExtractorSpec, names, names, names, st.booleans(), names, st.booleans(), names
 )
 tools = st.builds(
-    Tool, names, names, st.dictionaries(names, json_values, max_size=3),
-    st.builds(RiskFacts, st.booleans(), st.booleans(), st.booleans(), st.booleans(),
-              st.booleans()),
-    st.lists(names, max_size=3).map(tuple), st.lists(extractors, max_size=3).map(tuple),
-    st.lists(names, max_size=2).map(tuple), st.lists(names, max_size=2).map(tuple),
+    Tool,
+    names,
+    names,
+    st.dictionaries(names, json_values, max_size=3),
+    st.builds(RiskFacts, st.booleans(), st.booleans(), st.booleans(), st.booleans(), st.booleans()),
+    st.lists(names, max_size=3).map(tuple),
+    st.lists(extractors, max_size=3).map(tuple),
+    st.lists(names, max_size=2).map(tuple),
+    st.lists(names, max_size=2).map(tuple),
 )
 policies = st.builds(
-    PolicyVersion, names, times, st.dictionaries(names, names, max_size=4), names,
-    st.booleans(), names,
+    PolicyVersion,
+    names,
+    times,
+    st.dictionaries(names, names, max_size=4),
+    names,
+    st.booleans(),
+    names,
 )
 
 
@@ -120,8 +155,14 @@ EXAMPLES: list[Any] = [
     Directory(frozenset({"example.com"}), counterparties=frozenset({"x@y.z"})),
     ApprovalRequirement(2, ("sre-leads",), True),
     DecisionError("policy_error", "bad `x`"),
-    Decision(Effect.APPROVAL_REQUIRED, "pay", ("p1",), "v1", (DecisionError("c", "m"),),
-             ApprovalRequirement(2, ())),
+    Decision(
+        Effect.APPROVAL_REQUIRED,
+        "pay",
+        ("p1",),
+        "v1",
+        (DecisionError("c", "m"),),
+        ApprovalRequirement(2, ()),
+    ),
     Decision(Effect.ALLOW, "read"),
     AuditRecord(1, RecordKind.INTENT, T0, "a", None, "ag", "{}", "0" * 64, "f" * 64),
     AuditEntry(RecordKind.DECISION, T0, {"effect": "allow", "n": [1, 2]}, "a", "t", "ag"),
@@ -137,7 +178,8 @@ def test_every_model_dataclass_round_trips(value: Any) -> None:
 def test_examples_cover_every_model_dataclass() -> None:
     covered = {type(v) for v in EXAMPLES} | {Agent, Task, Tool, Scope, PolicyVersion}
     every = {
-        obj for obj in vars(model).values()
+        obj
+        for obj in vars(model).values()
         if isinstance(obj, type) and dataclasses.is_dataclass(obj)
     }
     assert every <= covered
@@ -163,8 +205,10 @@ def test_naive_times_are_refused() -> None:
     with pytest.raises(InvalidInput):
         codec.to_micros(datetime(2026, 1, 1))
     with pytest.raises(InvalidInput):
-        codec.loads(Checkpoint, '{"seq":1,"hash":"h","ts":"2026-01-01T00:00:00",'
-                                '"key_id":"k","signature":"s"}')
+        codec.loads(
+            Checkpoint,
+            '{"seq":1,"hash":"h","ts":"2026-01-01T00:00:00","key_id":"k","signature":"s"}',
+        )
 
 
 def test_missing_field_with_a_default_takes_it() -> None:

@@ -24,7 +24,8 @@ def test_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert store_url("memory://") is None
     url = store_url("sqlite:///var/lib/tribune/tribune.db")
     assert url is not None and (url.drivername, url.database) == (
-        "sqlite", "/var/lib/tribune/tribune.db"
+        "sqlite",
+        "/var/lib/tribune/tribune.db",
     )
     monkeypatch.chdir(tmp_path)
     url = store_url("data/tribune.db")
@@ -39,8 +40,16 @@ def test_url_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "   ", "sqlite://", "sqlite:///:memory:", "sqlite:///x.db?mode=ro", "mysql://u@h/db",
-     "postgresql+psycopg2://u@h/db", "memory://named"],
+    [
+        "",
+        "   ",
+        "sqlite://",
+        "sqlite:///:memory:",
+        "sqlite:///x.db?mode=ro",
+        "mysql://u@h/db",
+        "postgresql+psycopg2://u@h/db",
+        "memory://named",
+    ],
 )
 def test_bad_urls_are_config_errors(bad: str) -> None:
     with pytest.raises(ConfigError):
@@ -76,7 +85,9 @@ def test_sqlite_connection_settings(tmp_path: Path, durability: str, synchronous
     store = open_store(f"sqlite://{tmp_path / 't.db'}", durability=durability)
     assert isinstance(store, SqlStore)
     assert _pragmas(store) == {
-        "journal_mode": "wal", "synchronous": synchronous, "foreign_keys": 1,
+        "journal_mode": "wal",
+        "synchronous": synchronous,
+        "foreign_keys": 1,
         "busy_timeout": 5000,
     }
     store.close()
@@ -177,4 +188,3 @@ def test_dropped_postgres_connection_fails_once_then_recovers(pg_dsn: str) -> No
     assert store.append(RecordKind.EVENT, T0, {"n": 2}).seq == 2
     assert store.count() == 2
     store.close()
-

@@ -80,9 +80,7 @@ def opened(home: Path | None) -> Iterator[Any]:
             except TribuneError as exc:
                 # What the command did is committed; say loudly that the chain could not be
                 # signed (tampering found) instead of hiding the command's own result.
-                err_console.print(
-                    escape(f"warning[{exc.code}]: {exc.message}"), highlight=False
-                )
+                err_console.print(escape(f"warning[{exc.code}]: {exc.message}"), highlight=False)
                 if exc.hint:
                     err_console.print(escape(f"  hint: {exc.hint}"), highlight=False)
 

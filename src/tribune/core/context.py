@@ -75,8 +75,7 @@ def build_context(
         },
         "intent": {
             "tool_in_scope": tool_in_scope(scope, tool, entitlements),
-            "env_in_scope": env == task_env
-            or (open_scope and env in entitlements.environments),
+            "env_in_scope": env == task_env or (open_scope and env in entitlements.environments),
             "within_limits": within_limits(scope, facts, task.session.calls),
             "literals_ok": facts.literals_ok,
         },

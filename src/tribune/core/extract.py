@@ -342,9 +342,7 @@ def redact(
     return result
 
 
-def _replace(
-    node: Any, segments: tuple[str, ...], i: int, hide: Callable[[Any], str]
-) -> Any:
+def _replace(node: Any, segments: tuple[str, ...], i: int, hide: Callable[[Any], str]) -> Any:
     if node is None:
         return None
     if i == len(segments):

@@ -86,7 +86,10 @@ def dumps(value: Any) -> str:
     """Deterministic JSON text of a model value."""
     try:
         return json.dumps(
-            encode(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+            encode(value),
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
             allow_nan=False,
         )
     except ValueError as exc:  # NaN or infinity
@@ -136,9 +139,7 @@ def _build(tp: Any) -> Decoder:  # one branch per supported shape
     if tp is int:
         return lambda data: data if type(data) is int else _raise(_bad(tp, data))
     if tp is float:
-        return lambda data: (
-            float(data) if type(data) in (int, float) else _raise(_bad(tp, data))
-        )
+        return lambda data: float(data) if type(data) in (int, float) else _raise(_bad(tp, data))
     if tp is str:
         return _exact(tp, str)
     if tp is datetime:

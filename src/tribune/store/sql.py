@@ -55,8 +55,8 @@ from tribune.store.tables import (
 )
 
 # get_task on SQLite: compiled once, read on the raw connection (see SqlAuditLog).
-_compiled_task = select(tasks).where(tasks.c.id == bindparam("id")).compile(
-    dialect=sqlite.dialect()
+_compiled_task = (
+    select(tasks).where(tasks.c.id == bindparam("id")).compile(dialect=sqlite.dialect())
 )
 _SQLITE_TASK = str(_compiled_task)
 _TaskRow = namedtuple("_TaskRow", [c.name for c in tasks.c])  # type: ignore[misc]
@@ -200,9 +200,7 @@ class SqlStore(SqlAuditLog):
                 tasks.c.state == TaskState.ACTIVE.value,
                 tasks.c.expires_at > codec.to_micros(active_at),
             )
-        stmt = stmt.order_by(
-            tasks.c.created_at.desc(), bytewise(tasks.c.id, self._dialect).desc()
-        )
+        stmt = stmt.order_by(tasks.c.created_at.desc(), bytewise(tasks.c.id, self._dialect).desc())
         with read_tx(self.engine) as conn:
             rows = conn.execute(stmt).all()
         return [_task(r) for r in rows]
