@@ -24,6 +24,8 @@ from datetime import datetime
 from hashlib import sha256
 from typing import Any, Protocol
 
+import orjson
+
 from tribune.core.audit import GENESIS, ts_text
 from tribune.core.canonical import canonical
 from tribune.core.model import AuditRecord, Checkpoint
@@ -261,7 +263,7 @@ class ChainVerifier:
             self.fail(seq, BROKEN_LINK, f"record {seq} does not link to record {seq - 1}")
             return None
         try:
-            env = json.loads(body)
+            env = orjson.loads(body)  # ~3x the standard library here; verify is bound by it
         except ValueError:
             env = None
         if type(env) is not dict or env.keys() != ENVELOPE_KEYS:
