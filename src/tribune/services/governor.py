@@ -340,7 +340,10 @@ class Governor:
             return {"digest": self._digest(dict(arguments))}
         hidden = [*tool.sensitive_args, *(s.pointer for s in tool.extractors if s.kind == "secret")]
         if hidden:
-            return redact(dict(arguments), hidden, key=self.digest_key)
+            try:
+                return redact(dict(arguments), hidden, key=self.digest_key)
+            except TribuneError:  # a malformed pointer on a registered tool: keep nothing clear
+                return {"digest": self._digest(dict(arguments))}
         return dict(arguments)
 
     # ----------------------------------------------------------------- result
