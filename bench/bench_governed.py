@@ -23,16 +23,48 @@ from pathlib import Path
 import cedarpy
 
 import tribune
+from tribune.bootstrap import init_home
 from tribune.core.model import Entitlements, ExtractorSpec, RiskFacts, Tool
 
 
-def setup(home: Path, durability: str, group_commit: bool = False):  # type: ignore[no-untyped-def]
-    tr = tribune.open(home)
-    text = (home / "tribune.toml").read_text()
-    text = text.replace('durability = "normal"', f'durability = "{durability}"')
-    text = text.replace("group_commit = false", f"group_commit = {str(group_commit).lower()}")
-    (home / "tribune.toml").write_text(text)
-    tr.close()
+def pg_schema_url(dsn: str) -> str:
+    """A fresh, empty schema on the PostgreSQL server at ``dsn``, as a store URL."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    schema = f"tribune_bench_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(dsn.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine.dispose()
+    url = make_url(dsn).update_query_dict({"options": f"-csearch_path={schema}"})
+    return url.render_as_string(hide_password=False)
+
+
+def drop_schemas(dsn: str, urls: tuple[str, ...]) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    engine = create_engine(dsn.replace("postgresql://", "postgresql+psycopg://", 1))
+    with engine.begin() as conn:
+        for url in urls:
+            schema = make_url(url).query["options"].removeprefix("-csearch_path=")
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    engine.dispose()
+
+
+def setup(  # type: ignore[no-untyped-def]
+    home: Path, durability: str, group_commit: bool = False, store_url: str = ""
+):
+    home.mkdir(parents=True)
+    url = f'url = "{store_url}"\n' if store_url else ""
+    (home / "tribune.toml").write_text(
+        f'[store]\n{url}durability = "{durability}"\n'
+        f"[audit]\ngroup_commit = {str(group_commit).lower()}\n"
+    )
+    init_home(home)  # keeps this tribune.toml; adds the pack, keys and the active policy
     tr = tribune.open(home)
     tr.registry.add_group("support")
     tr.registry.add_user("alice", email="alice@example.com", groups=("support",))
@@ -73,10 +105,13 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--calls", type=int, default=400)
     ap.add_argument("--durability", choices=("normal", "full"), default="normal")
+    ap.add_argument("--pg", metavar="DSN", help="run both homes on PostgreSQL (fresh schemas)")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="tribune-bench-"))
-    tr, task = setup(root / "strict", args.durability)
-    tr_group, task_group = setup(root / "group", args.durability, group_commit=True)
+    url_a = pg_schema_url(args.pg) if args.pg else ""
+    url_b = pg_schema_url(args.pg) if args.pg else ""
+    tr, task = setup(root / "strict", args.durability, store_url=url_a)
+    tr_group, task_group = setup(root / "group", args.durability, True, store_url=url_b)
     gov = tr.governor
     arguments = {"to": ["customer@client.example"], "subject": "hi", "body": "hello there"}
 
@@ -157,6 +192,8 @@ def main() -> None:
     print(f"audit records written: {tr.store.count() + tr_group.store.count():,}")
     tr.close()
     tr_group.close()
+    if args.pg:
+        drop_schemas(args.pg, (url_a, url_b))
 
 
 if __name__ == "__main__":
