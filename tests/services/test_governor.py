@@ -115,11 +115,10 @@ def test_named_targets_are_not_learned_for_other_tasks(world: World) -> None:
     assert again.decision.effect is Effect.APPROVAL_REQUIRED
 
 
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)  # edits the file directly
 def test_tampered_stored_policy_is_refused_by_a_new_process(world: World) -> None:
     import sqlite3
 
-    if not str(world.tr.settings.store_url).startswith("sqlite"):
-        pytest.skip("edits the SQLite file directly")
     task = world.task()
     assert decide(world, task.id, "crm.read", {"customer_id": "1"}).allowed
     db = str(world.tr.settings.store_url).removeprefix("sqlite://")
