@@ -87,6 +87,13 @@ class TaskStore(Protocol):
 
     def update_session(self, task_id: str, session: SessionState) -> None: ...
 
+    def merge_session(
+        self, task_id: str, *, tainted: bool, data_read: frozenset[str], calls: int
+    ) -> SessionState:
+        """Atomically fold one call's effects into the task's session state: taint only ever
+        turns on, data classes accumulate, ``calls`` is added. Concurrent calls lose nothing."""
+        ...
+
 
 class PolicyStore(Protocol):
     def add_policy_version(self, version: PolicyVersion) -> None: ...

@@ -196,6 +196,31 @@ def test_update_session_persists(store: Store) -> None:
         store.update_session("missing", session)
 
 
+def test_merge_session_folds_effects_and_never_loses_one(store: Store) -> None:
+    store.add_agent(agent())
+    store.add_task(task("t1", agent().id, T0, session=SessionState()))
+    got = store.merge_session("t1", tainted=False, data_read=frozenset({"pii"}), calls=1)
+    assert got == SessionState(tainted=False, data_read=frozenset({"pii"}), calls=1)
+    got = store.merge_session("t1", tainted=True, data_read=frozenset(), calls=1)
+    got = store.merge_session("t1", tainted=False, data_read=frozenset({"financial"}), calls=1)
+    assert got == SessionState(True, frozenset({"pii", "financial"}), 3)  # taint stays on
+    with pytest.raises(UnknownTask):
+        store.merge_session("missing", tainted=True, data_read=frozenset(), calls=1)
+
+    def call(i: int) -> None:
+        store.merge_session("t1", tainted=i == 7, data_read=frozenset({f"c{i % 3}"}), calls=1)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    final = store.get_task("t1")
+    assert final is not None
+    assert final.session.calls == 27 and final.session.tainted
+    assert final.session.data_read == {"pii", "financial", "c0", "c1", "c2"}
+
+
 def test_naive_times_are_refused(store: Store) -> None:
     store.add_agent(agent())
     naive = datetime(2026, 3, 1, 9, 0)

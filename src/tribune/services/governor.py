@@ -27,7 +27,6 @@ from tribune.core.model import (
     Decision,
     RecordKind,
     ResultStatus,
-    SessionState,
     Task,
     Tool,
     deny,
@@ -379,17 +378,17 @@ class Governor:
         )
         if not verdict.allowed or status is not ResultStatus.OK:
             return
-        task = self.store.get_task(verdict.task_id)
         tool = self._cached("tool", verdict.tool, self.effective_tool)
-        if task is None or tool is None:
+        if tool is None:
             return
-        session = task.session
-        session = SessionState(
-            tainted=session.tainted or taints(tool, output, self.classifier),
-            data_read=session.data_read | frozenset(tool.data_classes),
-            calls=session.calls + 1,
+        # INVARIANT: merged atomically in the store, so concurrent calls in one task (threads,
+        # processes, replicas) never lose a taint, a data class or a call.
+        self.store.merge_session(
+            verdict.task_id,
+            tainted=taints(tool, output, self.classifier),
+            data_read=frozenset(tool.data_classes),
+            calls=1,
         )
-        self.store.update_session(task.id, session)
         # Only a completed, human-approved write makes a counterparty known: reading from a
         # host establishes no trust in it, and a write that policy let through on its own (an
         # internal reversible write) must not launder a target into "known" for later sends.

@@ -183,6 +183,22 @@ class MemoryStore:
                 raise UnknownTask(f"unknown task `{task_id}`")
             self._tasks[task_id] = codec.dumps(dataclasses.replace(task, session=session))
 
+    def merge_session(
+        self, task_id: str, *, tainted: bool, data_read: frozenset[str], calls: int
+    ) -> SessionState:
+        with self._lock:
+            task = self._get(self._tasks, Task, task_id)
+            if task is None:
+                raise UnknownTask(f"unknown task `{task_id}`")
+            old = task.session
+            merged = SessionState(
+                tainted=old.tainted or tainted,
+                data_read=old.data_read | data_read,
+                calls=old.calls + calls,
+            )
+            self._tasks[task_id] = codec.dumps(dataclasses.replace(task, session=merged))
+            return merged
+
     # ------------------------------------------------------------------ policy versions
 
     def add_policy_version(self, version: PolicyVersion) -> None:

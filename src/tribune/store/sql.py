@@ -224,6 +224,29 @@ class SqlStore(SqlAuditLog):
             if done.rowcount != 1:
                 raise UnknownTask(f"unknown task `{task_id}`")
 
+    def merge_session(
+        self, task_id: str, *, tainted: bool, data_read: frozenset[str], calls: int
+    ) -> SessionState:
+        """Read, merge and write a task's session state in one write transaction (SQLite:
+        BEGIN IMMEDIATE; PostgreSQL: the row is locked FOR UPDATE)."""
+        with write_tx(self.engine) as conn:
+            query = select(tasks.c.session).where(tasks.c.id == task_id)
+            if self._dialect == "postgresql":
+                query = query.with_for_update()
+            text = conn.execute(query).scalar()
+            if text is None:
+                raise UnknownTask(f"unknown task `{task_id}`")
+            old: SessionState = codec.loads(SessionState, text)
+            merged = SessionState(
+                tainted=old.tainted or tainted,
+                data_read=old.data_read | data_read,
+                calls=old.calls + calls,
+            )
+            conn.execute(
+                update(tasks).where(tasks.c.id == task_id).values(session=codec.dumps(merged))
+            )
+        return merged
+
     # ------------------------------------------------------------------ policy versions
 
     def add_policy_version(self, version: PolicyVersion) -> None:
