@@ -94,6 +94,11 @@ class TaskStore(Protocol):
         turns on, data classes accumulate, ``calls`` is added. Concurrent calls lose nothing."""
         ...
 
+    def reserve_call(self, task_id: str, limit: int) -> bool:
+        """Atomically count one more call in the task if it has made fewer than ``limit``;
+        False (and nothing changed) when the limit is reached."""
+        ...
+
 
 class PolicyStore(Protocol):
     def add_policy_version(self, version: PolicyVersion) -> None: ...

@@ -474,3 +474,31 @@ def test_unapproved_writes_cannot_launder_a_target_into_known(world: World) -> N
     world.tr.governor.finish(add, ResultStatus.OK)
     assert "drop@evil.example" not in world.tr.store.learned_targets()
     assert decide(world, task.id, "email.send", send).decision.effect is Effect.APPROVAL_REQUIRED
+
+
+def test_max_calls_holds_under_concurrent_calls(world: World) -> None:
+    import threading
+
+    task = world.task(limits=Limits(max_calls=3))
+    verdicts = []
+
+    def call() -> None:
+        verdicts.append(decide(world, task.id, "crm.read", {"customer_id": "1"}))
+
+    threads = [threading.Thread(target=call) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(v.allowed for v in verdicts) == 3  # reserved atomically when allowed
+    denied = [v for v in verdicts if not v.allowed]
+    assert all(
+        codes(v) == ["limit_reached"] or "intent-over-limits" in v.decision.policy_ids
+        for v in denied
+    )
+    # checks (nothing runs) take no place, and a reserved call is not counted twice
+    assert decide(world, task.id, "crm.read", {"customer_id": "1"}, expects_result=False)
+    for v in verdicts:
+        if v.allowed:
+            world.tr.governor.finish(v, ResultStatus.OK, output={})
+    assert world.tr.store.get_task(task.id).session.calls == 3  # type: ignore[union-attr]

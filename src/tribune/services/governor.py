@@ -54,6 +54,7 @@ class Verdict:
     tool: str
     targets: tuple[str, ...] = ()  # unknown targets: learnable once a human approved the call
     approvals: int = 0
+    reserved: bool = False  # counted against the task's max_calls when it was allowed
 
     @property
     def allowed(self) -> bool:
@@ -222,6 +223,7 @@ class Governor:
 
         targets: list[dict[str, str]] = []
         context: dict[str, Any] | None = None
+        reserved = False
         if failure is not None or task is None or agent is None or tool is None or facts is None:
             assert failure is not None
             decision = deny(tool_name, failure.code, failure.message)
@@ -230,6 +232,7 @@ class Governor:
                 decision, context, targets = self._evaluate(
                     task, agent, tool, facts, approvals, environment
                 )
+                decision, reserved = self._reserve(task, decision, expects_result)
             except Exception as exc:  # fail closed
                 decision = deny(tool_name, "internal_error", f"{type(exc).__name__} in decision")
 
@@ -262,7 +265,27 @@ class Governor:
             # learned: a task's own named targets must not become known to every other task.
             targets=tuple(t["value"] for t in targets if t["class"] == "unknown"),
             approvals=approvals,
+            reserved=reserved,
         )
+
+    def _reserve(
+        self, task: Task, decision: Decision, expects_result: bool
+    ) -> tuple[Decision, bool]:
+        """With a ``max_calls`` limit, an allowed call that will run takes its place in the
+        count now, atomically, so concurrent calls cannot pass the limit together. Returns the
+        decision (a denial once the limit is reached) and whether a place was taken."""
+        limit = task.scope.limits.max_calls
+        if limit is None or not expects_result or not decision.allowed:
+            return decision, False
+        if self.store.reserve_call(task.id, limit):
+            return decision, True
+        denied = deny(
+            decision.tool,
+            "limit_reached",
+            f"task `{task.id}` has made its {limit} call(s)",
+            decision.policy_version,
+        )
+        return denied, False
 
     def _load(self, task_id: str, tool_name: str) -> tuple[Task, Agent, Tool]:
         task = self.store.get_task(task_id)
@@ -387,7 +410,7 @@ class Governor:
             verdict.task_id,
             tainted=taints(tool, output, self.classifier),
             data_read=frozenset(tool.data_classes),
-            calls=1,
+            calls=0 if verdict.reserved else 1,  # a reserved call was counted when allowed
         )
         # Only a completed, human-approved write makes a counterparty known: reading from a
         # host establishes no trust in it, and a write that policy let through on its own (an

@@ -199,6 +199,18 @@ class MemoryStore:
             self._tasks[task_id] = codec.dumps(dataclasses.replace(task, session=merged))
             return merged
 
+    def reserve_call(self, task_id: str, limit: int) -> bool:
+        with self._lock:
+            task = self._get(self._tasks, Task, task_id)
+            if task is None:
+                raise UnknownTask(f"unknown task `{task_id}`")
+            old = task.session
+            if old.calls >= limit:
+                return False
+            new = SessionState(old.tainted, old.data_read, old.calls + 1)
+            self._tasks[task_id] = codec.dumps(dataclasses.replace(task, session=new))
+            return True
+
     # ------------------------------------------------------------------ policy versions
 
     def add_policy_version(self, version: PolicyVersion) -> None:

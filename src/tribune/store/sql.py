@@ -247,6 +247,24 @@ class SqlStore(SqlAuditLog):
             )
         return merged
 
+    def reserve_call(self, task_id: str, limit: int) -> bool:
+        """One more call if fewer than ``limit`` were made, in one write transaction."""
+        with write_tx(self.engine) as conn:
+            query = select(tasks.c.session).where(tasks.c.id == task_id)
+            if self._dialect == "postgresql":
+                query = query.with_for_update()
+            text = conn.execute(query).scalar()
+            if text is None:
+                raise UnknownTask(f"unknown task `{task_id}`")
+            old: SessionState = codec.loads(SessionState, text)
+            if old.calls >= limit:
+                return False
+            new = SessionState(old.tainted, old.data_read, old.calls + 1)
+            conn.execute(
+                update(tasks).where(tasks.c.id == task_id).values(session=codec.dumps(new))
+            )
+        return True
+
     # ------------------------------------------------------------------ policy versions
 
     def add_policy_version(self, version: PolicyVersion) -> None:
