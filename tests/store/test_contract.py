@@ -221,6 +221,26 @@ def test_merge_session_folds_effects_and_never_loses_one(store: Store) -> None:
     assert final.session.data_read == {"pii", "financial", "c0", "c1", "c2"}
 
 
+def test_reserve_call_counts_up_to_the_limit_atomically(store: Store) -> None:
+    store.add_agent(agent())
+    store.add_task(task("t1", agent().id, T0, session=SessionState(calls=1)))
+    results: list[bool] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(store.reserve_call("t1", 5)))
+        for _ in range(12)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(True) == 4
+    final = store.get_task("t1")
+    assert final is not None and final.session.calls == 5
+    assert store.reserve_call("t1", 5) is False
+    with pytest.raises(UnknownTask):
+        store.reserve_call("missing", 5)
+
+
 def test_naive_times_are_refused(store: Store) -> None:
     store.add_agent(agent())
     naive = datetime(2026, 3, 1, 9, 0)
