@@ -235,3 +235,19 @@ def test_validate_and_test_change_nothing(org: Cli, tmp_path: Path, command: str
     before = (_versions(org), org.audit_count())
     org("policy", command, str(_pack(tmp_path, "p")), home=False)
     assert (_versions(org), org.audit_count()) == before
+
+
+def test_replay_reports_what_a_candidate_would_change(org: Cli, tmp_path: Path) -> None:
+    before = _versions(org)
+    task = org.start("helper", "--purpose", "p", "--tool", "kb.search")
+    org.json("check", "--task", task, "--tool", "kb.search", "--args", '{"q": "x"}')
+    same = org.ok("policy", "replay", str(org.home / "policies"))
+    assert "would change" in same.stdout and "0 would change" in same.stdout
+    frozen = _pack(tmp_path, "frozen")
+    (frozen / "freeze.cedar").write_text(
+        '@id("all-frozen")\n@reason("change freeze")\nforbid (principal, action, resource);\n'
+    )
+    result = org("policy", "replay", str(frozen), "--fail-on-change")
+    assert result.exit_code == 1
+    assert "allow -> deny" in result.stdout and "all-frozen" in result.stdout
+    assert _versions(org) == before  # replay activates nothing

@@ -86,3 +86,47 @@ def rollback(version_id: str, home: HomeOption = None) -> None:
     with opened(home) as tr:
         tr.policies.rollback(version_id)
     console.print(f"[green]activated[/] policy version {version_id}")
+
+
+@policy.command("replay")
+def replay_cmd(
+    directory: Dir,
+    last: Annotated[int, typer.Option(help="Replay at most the last N records of the log.")] = 0,
+    show: Annotated[bool, typer.Option(help="List every changed decision.")] = True,
+    fail_on_change: Annotated[
+        bool, typer.Option(help="Exit 1 when any decision would change.")
+    ] = False,
+    home: HomeOption = None,
+) -> None:
+    """Decide recorded calls again with the policies in DIRECTORY (not activated) and report
+    which decisions would change."""
+    from tribune.policy.bundle import compile_bundle, load_bundle
+    from tribune.services.replay import replay
+
+    with errors():
+        candidate = compile_bundle(load_bundle(directory).files, version_id="candidate")
+    changed: dict[tuple[str, str], int] = {}
+    total = 0
+    with opened(home) as tr:
+        after = max(0, tr.store.count() - last) if last else 0
+        for r in replay(candidate, tr.store.records(after_seq=after), tr.store):
+            total += 1
+            if not r.changed:
+                continue
+            changed[(r.was, r.now.effect.value)] = changed.get((r.was, r.now.effect.value), 0) + 1
+            if show:
+                why = ", ".join(r.now.policy_ids) or "no policy permits it"
+                console.print(
+                    f"record {r.seq} `{r.tool}`: {r.was} -> {r.now.effect.value} ({why})",
+                    highlight=False,
+                    markup=False,
+                )
+    summary = ", ".join(f"{n} {a} -> {b}" for (a, b), n in sorted(changed.items()))
+    console.print(
+        f"{total} decision(s) replayed, {sum(changed.values())} would change"
+        + (f": {summary}" if summary else ""),
+        highlight=False,
+        markup=False,
+    )
+    if fail_on_change and changed:
+        raise typer.Exit(EXIT_FAILURE)
