@@ -268,14 +268,17 @@ def test_policy_versions_are_immutable(store: Store) -> None:
 
 
 def test_activation_keeps_exactly_one_active(store: Store) -> None:
-    assert store.active_policy_version() is None
+    assert store.active_policy_version() is None and store.active_policy_id() is None
     for i in range(3):
         store.add_policy_version(policy(f"v{i}", T0 + timedelta(minutes=i)))
+    assert store.active_policy_id() is None
     store.activate_policy_version("v1")
+    assert store.active_policy_id() == "v1"
     store.activate_policy_version("v2")
     store.activate_policy_version("v2")
     active = store.active_policy_version()
     assert active is not None and active.id == "v2" and active.active
+    assert store.active_policy_id() == "v2"
     assert [(p.id, p.active) for p in store.list_policy_versions()] == [
         ("v0", False),
         ("v1", False),

@@ -170,10 +170,15 @@ class PolicyService:
         with self._lock:
             if now - self._checked_at < self.refresh_seconds:
                 return self._active
-            version = self.store.active_policy_version()
-            if version is None:
+            active_id = self.store.active_policy_id()  # cheap: the files load on change only
+            version = (
+                self.store.active_policy_version()
+                if active_id is not None and active_id != self._active_id
+                else None
+            )
+            if active_id is None:
                 self._active, self._active_id = None, None
-            elif version.id != self._active_id:
+            elif version is not None:
                 try:
                     self._active = self._compile_stored(version)
                     self._active_id = version.id

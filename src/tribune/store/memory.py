@@ -239,6 +239,10 @@ class MemoryStore:
         with self._lock:
             return self._policy(self._active_policy) if self._active_policy else None
 
+    def active_policy_id(self) -> str | None:
+        with self._lock:
+            return self._active_policy
+
     def activate_policy_version(self, version_id: str) -> None:
         with self._lock:
             if version_id not in self._policies:

@@ -300,6 +300,14 @@ class SqlStore(SqlAuditLog):
             ).first()
         return _policy(row) if row is not None else None
 
+    def active_policy_id(self) -> str | None:
+        """The active version's id, without its files."""
+        with read_tx(self.engine) as conn:
+            found: str | None = conn.execute(
+                select(policy_versions.c.id).where(policy_versions.c.active == true())
+            ).scalar()
+        return found
+
     def activate_policy_version(self, version_id: str) -> None:
         """Make exactly this version active, atomically; ``NotFound`` keeps the old one."""
         pv = policy_versions.c
