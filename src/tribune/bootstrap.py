@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from tribune.config import Settings, parse_settings
 from tribune.core.taint import injection_markers
@@ -23,6 +21,7 @@ from tribune.crypto import (
 )
 from tribune.crypto.keys import load_public_keys, save_public_key
 from tribune.errors import ConfigError
+from tribune.policy.bundle import default_pack
 from tribune.ports import Clock, Ids, Store
 from tribune.sdk.embedded import Governed
 from tribune.services.audit import AuditService
@@ -86,20 +85,7 @@ def resolve_home(home: Path | str | None) -> Path:
 
 def pack_files() -> dict[str, str]:
     """The shipped default policy pack as ``{relative path: text}``."""
-    root = resources.files("tribune.policy") / "pack"
-    out: dict[str, str] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        for child in node.iterdir():
-            name = prefix + child.name
-            if child.is_dir():
-                if child.name != "__pycache__":
-                    walk(child, name + "/")
-            elif child.name.endswith((".cedar", ".cedarschema", ".yaml", ".yml")):
-                out[name] = child.read_text(encoding="utf-8")
-
-    walk(root, "")
-    return out
+    return dict(default_pack().files)
 
 
 def load_settings(home: Path) -> Settings:
