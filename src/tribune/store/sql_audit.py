@@ -63,6 +63,10 @@ class SqlAuditLog:
         self._append_lock = threading.Lock()
         # the raw connection the SQLite append path keeps for itself (taken from the pool)
         self._raw: PoolProxiedConnection | None = None
+        # and a second one for the decision path's reads, so reads never wait behind an append
+        # (WAL: a reader sees the last commit and blocks no writer)
+        self._read_lock = threading.Lock()
+        self._raw_read: PoolProxiedConnection | None = None
         self._appends = 0
         self._wal_due = threading.Event()
         self._wal_worker: threading.Thread | None = None
@@ -75,6 +79,7 @@ class SqlAuditLog:
                 cast(sqlite3.Connection, self._raw.driver_connection).execute(
                     "PRAGMA wal_autocheckpoint=0"
                 )
+                self._raw_read = engine.raw_connection()
 
     @property
     def engine(self) -> Engine:
@@ -122,6 +127,10 @@ class SqlAuditLog:
             if self._raw is not None:
                 self._raw.close()
                 self._raw = None
+        with self._read_lock:
+            if self._raw_read is not None:
+                self._raw_read.close()
+                self._raw_read = None
         self._engine.dispose()
 
     # ------------------------------------------------------------------ append
@@ -186,13 +195,13 @@ class SqlAuditLog:
         return out
 
     def _sqlite_read_one(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
-        """One row from the dedicated raw connection (SQLite only): the decision path's reads
-        skip SQLAlchemy's per-statement overhead like its appends do. Outside a transaction
-        each statement reads the latest committed state (WAL)."""
-        with self._append_lock, translate_errors():
-            if self._raw is None:
+        """One row from the dedicated raw read connection (SQLite only): the decision path's
+        reads skip SQLAlchemy's per-statement overhead like its appends do. Outside a
+        transaction each statement reads the latest committed state (WAL)."""
+        with self._read_lock, translate_errors():
+            if self._raw_read is None:
                 raise StoreError("the store is closed")
-            conn = cast(sqlite3.Connection, self._raw.driver_connection)
+            conn = cast(sqlite3.Connection, self._raw_read.driver_connection)
             row: tuple[Any, ...] | None = conn.execute(sql, tuple(params)).fetchone()
             return row
 
