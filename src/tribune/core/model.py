@@ -250,9 +250,22 @@ class Scope:
 
 @dataclass(frozen=True, slots=True)
 class SessionState:
+    """What a task has done so far: taint, data classes read, calls counted."""
+
     tainted: bool = False
     data_read: frozenset[str] = frozenset()
     calls: int = 0
+
+    def merged(self, *, tainted: bool, data_read: frozenset[str], calls: int) -> SessionState:
+        """This state with one call's effects folded in: taint only turns on, data classes
+        accumulate, calls add up."""
+        return SessionState(self.tainted or tainted, self.data_read | data_read, self.calls + calls)
+
+    def reserved(self, limit: int) -> SessionState | None:
+        """One more call counted, or None when ``limit`` calls were already made."""
+        if self.calls >= limit:
+            return None
+        return SessionState(self.tainted, self.data_read, self.calls + 1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -186,30 +186,26 @@ class MemoryStore:
     def merge_session(
         self, task_id: str, *, tainted: bool, data_read: frozenset[str], calls: int
     ) -> SessionState:
-        with self._lock:
-            task = self._get(self._tasks, Task, task_id)
-            if task is None:
-                raise UnknownTask(f"unknown task `{task_id}`")
-            old = task.session
-            merged = SessionState(
-                tainted=old.tainted or tainted,
-                data_read=old.data_read | data_read,
-                calls=old.calls + calls,
-            )
-            self._tasks[task_id] = codec.dumps(dataclasses.replace(task, session=merged))
-            return merged
+        merged = self._change_session(
+            task_id, lambda old: old.merged(tainted=tainted, data_read=data_read, calls=calls)
+        )
+        assert merged is not None  # INVARIANT: merging always yields a state
+        return merged
 
     def reserve_call(self, task_id: str, limit: int) -> bool:
+        return self._change_session(task_id, lambda old: old.reserved(limit)) is not None
+
+    def _change_session(
+        self, task_id: str, change: Callable[[SessionState], SessionState | None]
+    ) -> SessionState | None:
         with self._lock:
             task = self._get(self._tasks, Task, task_id)
             if task is None:
                 raise UnknownTask(f"unknown task `{task_id}`")
-            old = task.session
-            if old.calls >= limit:
-                return False
-            new = SessionState(old.tainted, old.data_read, old.calls + 1)
-            self._tasks[task_id] = codec.dumps(dataclasses.replace(task, session=new))
-            return True
+            new = change(task.session)
+            if new is not None:
+                self._tasks[task_id] = codec.dumps(dataclasses.replace(task, session=new))
+            return new
 
     # ------------------------------------------------------------------ policy versions
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections import namedtuple
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -227,28 +227,21 @@ class SqlStore(SqlAuditLog):
     def merge_session(
         self, task_id: str, *, tainted: bool, data_read: frozenset[str], calls: int
     ) -> SessionState:
-        """Read, merge and write a task's session state in one write transaction (SQLite:
-        BEGIN IMMEDIATE; PostgreSQL: the row is locked FOR UPDATE)."""
-        with write_tx(self.engine) as conn:
-            query = select(tasks.c.session).where(tasks.c.id == task_id)
-            if self._dialect == "postgresql":
-                query = query.with_for_update()
-            text = conn.execute(query).scalar()
-            if text is None:
-                raise UnknownTask(f"unknown task `{task_id}`")
-            old: SessionState = codec.loads(SessionState, text)
-            merged = SessionState(
-                tainted=old.tainted or tainted,
-                data_read=old.data_read | data_read,
-                calls=old.calls + calls,
-            )
-            conn.execute(
-                update(tasks).where(tasks.c.id == task_id).values(session=codec.dumps(merged))
-            )
+        merged = self._change_session(
+            task_id, lambda old: old.merged(tainted=tainted, data_read=data_read, calls=calls)
+        )
+        assert merged is not None  # INVARIANT: merging always yields a state
         return merged
 
     def reserve_call(self, task_id: str, limit: int) -> bool:
-        """One more call if fewer than ``limit`` were made, in one write transaction."""
+        return self._change_session(task_id, lambda old: old.reserved(limit)) is not None
+
+    def _change_session(
+        self, task_id: str, change: Callable[[SessionState], SessionState | None]
+    ) -> SessionState | None:
+        """Read, change and write a task's session state in one write transaction (SQLite:
+        BEGIN IMMEDIATE; PostgreSQL: the row is locked FOR UPDATE). ``change`` returning None
+        writes nothing."""
         with write_tx(self.engine) as conn:
             query = select(tasks.c.session).where(tasks.c.id == task_id)
             if self._dialect == "postgresql":
@@ -256,14 +249,12 @@ class SqlStore(SqlAuditLog):
             text = conn.execute(query).scalar()
             if text is None:
                 raise UnknownTask(f"unknown task `{task_id}`")
-            old: SessionState = codec.loads(SessionState, text)
-            if old.calls >= limit:
-                return False
-            new = SessionState(old.tainted, old.data_read, old.calls + 1)
-            conn.execute(
-                update(tasks).where(tasks.c.id == task_id).values(session=codec.dumps(new))
-            )
-        return True
+            new = change(codec.loads(SessionState, text))
+            if new is not None:
+                conn.execute(
+                    update(tasks).where(tasks.c.id == task_id).values(session=codec.dumps(new))
+                )
+        return new
 
     # ------------------------------------------------------------------ policy versions
 
