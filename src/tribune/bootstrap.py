@@ -23,7 +23,8 @@ from tribune.crypto.keys import load_public_keys, save_public_key
 from tribune.errors import ConfigError
 from tribune.policy.bundle import default_pack
 from tribune.ports import Clock, Ids, Store
-from tribune.sdk.embedded import Governed
+from tribune.sdk.embedded import EmbeddedBackend
+from tribune.sdk.governed import Governed
 from tribune.services.audit import AuditService
 from tribune.services.governor import Governor
 from tribune.services.policies import PolicyService
@@ -158,7 +159,7 @@ class Tribune(Governed):
             digest_key=digest_key,
         )
         self.registry.on_change.append(self.governor.invalidate)
-        super().__init__(self)
+        super().__init__(EmbeddedBackend(self))
 
     def close(self) -> None:
         """Sign a final checkpoint over what this process wrote, then close the store.

@@ -19,7 +19,7 @@ import tribune
 from tribune.core.canonical import keyed_digest
 from tribune.core.model import Effect, Entitlements, RiskFacts, TaskState, Tool
 from tribune.errors import ConfigError, InvalidInput
-from tribune.sdk.embedded import current_task
+from tribune.sdk.governed import current_task
 
 from .conftest import World
 

@@ -7,6 +7,7 @@ with a declared intent (scope) and session state, decisions and audit records.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -357,6 +358,46 @@ class Decision:
 def deny(tool: str, code: str, message: str, policy_version: str | None = None) -> Decision:
     """A fail-closed denial carrying one error."""
     return Decision(Effect.DENY, tool, (), policy_version, (DecisionError(code, message),), None)
+
+
+def decision_from_dict(data: Mapping[str, Any]) -> Decision:
+    """The inverse of ``Decision.to_dict`` (for clients reading a decision off the wire)."""
+    approval = data.get("approval")
+    return Decision(
+        effect=Effect(data["effect"]),
+        tool=str(data["tool"]),
+        policy_ids=tuple(data.get("policy_ids") or ()),
+        policy_version=data.get("policy_version"),
+        errors=tuple(DecisionError(e["code"], e["message"]) for e in data.get("errors") or ()),
+        approval=ApprovalRequirement(
+            quorum=int(approval["quorum"]),
+            approvers=tuple(approval.get("approvers") or ()),
+            owner_may_approve=bool(approval.get("owner_may_approve", False)),
+        )
+        if approval
+        else None,
+        reasons=tuple(data.get("reasons") or ()),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome of deciding one call: the action's id, its decision and what it was bound
+    to. ``finish`` takes it back to record the result."""
+
+    action_id: str
+    action_digest: str
+    decision: Decision
+    task_id: str
+    agent_id: str | None
+    tool: str
+    targets: tuple[str, ...] = ()  # unknown targets: learnable once a human approved the call
+    approvals: int = 0
+    reserved: bool = False  # counted against the task's max_calls when it was allowed
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision.allowed
 
 
 # --------------------------------------------------------------------------- audit

@@ -29,6 +29,7 @@ from tribune.core.model import (
     ResultStatus,
     Task,
     Tool,
+    Verdict,
     deny,
 )
 from tribune.core.taint import ResultClassifier, taints
@@ -40,25 +41,6 @@ from tribune.services.audit import AuditService
 from tribune.services.policies import PolicyService
 
 MAX_ARGUMENT_BYTES = 1 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """The outcome of ``decide``: the action's id, its decision and what it was bound to."""
-
-    action_id: str
-    action_digest: str
-    decision: Decision
-    task_id: str
-    agent_id: str | None
-    tool: str
-    targets: tuple[str, ...] = ()  # unknown targets: learnable once a human approved the call
-    approvals: int = 0
-    reserved: bool = False  # counted against the task's max_calls when it was allowed
-
-    @property
-    def allowed(self) -> bool:
-        return self.decision.allowed
 
 
 class _Denied(Exception):

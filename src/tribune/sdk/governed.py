@@ -1,0 +1,364 @@
+"""Governing Python functions: the decorator and task helpers, over any backend.
+
+The same code runs embedded (``tribune.open()``, decisions in this process) or remote
+(``tribune.connect(url, api_key=...)``, decisions by a Tribune service): both return a
+``Governed``; only the backend differs.
+
+    @tr.govern("crm.read")
+    def read_customer(customer_id: str) -> dict: ...
+
+    with tr.task("support-bot", purpose="answer ticket 42", tools=["crm.read"]):
+        read_customer("c-1")
+
+A governed call is decided and recorded before it runs, runs only when allowed, and its result
+(or its failure or cancellation) is recorded after. A denial raises ``ActionDenied`` carrying
+the decision; approval-required raises ``ApprovalRequired``. Framework adapters use the lower
+level ``decide_call`` / ``record`` pair (and their async forms) around a tool body they do not
+call themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, Protocol, TypeVar, cast
+
+from tribune.core.model import Effect, Limits, ResultStatus, Task, Verdict
+from tribune.errors import ActionDenied, ApprovalRequired, InvalidInput
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+current_task: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "tribune_current_task", default=None
+)
+
+
+class Backend(Protocol):
+    """Where decisions are made: in this process or by a Tribune service."""
+
+    def start_task(self, agent: str, scope: Mapping[str, Any], ttl: int | None) -> Task: ...
+
+    def end_task(self, task_id: str) -> None: ...
+
+    def decide(
+        self,
+        task_id: str,
+        tool: str,
+        arguments: Mapping[str, Any],
+        *,
+        environment: str | None,
+        expects_result: bool,
+    ) -> Verdict: ...
+
+    def finish(
+        self,
+        verdict: Verdict,
+        status: ResultStatus,
+        *,
+        output: Any = None,
+        duration_ms: float = 0.0,
+        error: str | None = None,
+    ) -> None: ...
+
+    async def astart_task(self, agent: str, scope: Mapping[str, Any], ttl: int | None) -> Task: ...
+
+    async def aend_task(self, task_id: str) -> None: ...
+
+    async def adecide(
+        self,
+        task_id: str,
+        tool: str,
+        arguments: Mapping[str, Any],
+        *,
+        environment: str | None,
+        expects_result: bool,
+    ) -> Verdict: ...
+
+    async def afinish(
+        self,
+        verdict: Verdict,
+        status: ResultStatus,
+        *,
+        output: Any = None,
+        duration_ms: float = 0.0,
+        error: str | None = None,
+    ) -> None: ...
+
+
+def scope_fields(
+    *,
+    purpose: str,
+    tools: Iterable[str] = (),
+    tool_groups: Iterable[str] = (),
+    targets: Iterable[str] = (),
+    literals: Mapping[str, str] | None = None,
+    environment: str | None = None,
+    limits: Limits | None = None,
+    open_scope: bool = False,
+) -> dict[str, Any]:
+    """A task's declared intent as plain fields (the backend checks them: a lone string where
+    a list belongs is refused there, not split into letters here)."""
+    return {
+        "purpose": purpose,
+        "tools": tools,
+        "tool_groups": tool_groups,
+        "targets": targets,
+        "literals": dict(literals or {}),
+        "environment": environment,
+        "limits": limits or Limits(),
+        "open_scope": open_scope,
+    }
+
+
+def raise_unless_allowed(verdict: Verdict) -> Verdict:
+    decision = verdict.decision
+    if decision.effect is Effect.APPROVAL_REQUIRED:
+        raise ApprovalRequired(decision, verdict.action_id)
+    if decision.effect is not Effect.ALLOW:
+        raise ActionDenied(decision, verdict.action_id)
+    return verdict
+
+
+def model_message(verdict: Verdict) -> str:
+    """What a model should read when a call did not run: the denial or the pending approval,
+    with the action id to quote (no policy text, no arguments)."""
+    decision = verdict.decision
+    if decision.effect is Effect.APPROVAL_REQUIRED:
+        err: ActionDenied = ApprovalRequired(decision, verdict.action_id)
+        return (
+            f"Tribune: {err.message}; the call did not run and is pending human approval "
+            f"(action {verdict.action_id})"
+        )
+    err = ActionDenied(decision, verdict.action_id)
+    return f"Tribune: {err.message}; the call did not run (action {verdict.action_id})"
+
+
+class Governed:
+    """The decorator factory and task helpers over one backend."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    # ----------------------------------------------------------------- tasks
+
+    def start_task(
+        self,
+        agent: str,
+        *,
+        purpose: str,
+        tools: Iterable[str] = (),
+        tool_groups: Iterable[str] = (),
+        targets: Iterable[str] = (),
+        literals: Mapping[str, str] | None = None,
+        environment: str | None = None,
+        limits: Limits | None = None,
+        open_scope: bool = False,
+        ttl: int | None = None,
+    ) -> Task:
+        """Start a task for ``agent`` (name or id); its scope must lie within its entitlements."""
+        fields = scope_fields(
+            purpose=purpose,
+            tools=tools,
+            tool_groups=tool_groups,
+            targets=targets,
+            literals=literals,
+            environment=environment,
+            limits=limits,
+            open_scope=open_scope,
+        )
+        return self.backend.start_task(agent, fields, ttl)
+
+    def end_task(self, task_id: str) -> None:
+        self.backend.end_task(task_id)
+
+    @contextmanager
+    def task(self, agent: str, **scope: Any) -> Iterator[Task]:
+        """Start a task, make it current for governed calls in this context, end it on exit."""
+        started = self.start_task(agent, **scope)
+        token = current_task.set(started.id)
+        try:
+            yield started
+        finally:
+            current_task.reset(token)
+            self.backend.end_task(started.id)
+
+    @asynccontextmanager
+    async def atask(
+        self, agent: str, *, ttl: int | None = None, **scope: Any
+    ) -> AsyncIterator[Task]:
+        """``task`` for async code: the backend's calls do not block the event loop."""
+        started = await self.backend.astart_task(agent, scope_fields(**scope), ttl)
+        token = current_task.set(started.id)
+        try:
+            yield started
+        finally:
+            current_task.reset(token)
+            await self.backend.aend_task(started.id)
+
+    # ----------------------------------------------------------------- calls
+
+    def check(
+        self,
+        tool: str,
+        arguments: Mapping[str, Any],
+        *,
+        task: str | None = None,
+        environment: str | None = None,
+    ) -> Verdict:
+        """Decide (and record) a call without running anything."""
+        return self.backend.decide(
+            _task_id(task), tool, arguments, environment=environment, expects_result=False
+        )
+
+    def decide_call(
+        self,
+        tool: str,
+        arguments: Mapping[str, Any],
+        *,
+        task: str | None = None,
+        environment: str | None = None,
+    ) -> Verdict:
+        """Decide a call that will run if allowed; pass the verdict to ``record`` afterwards.
+        For adapters whose framework runs the tool body itself."""
+        return self.backend.decide(
+            _task_id(task), tool, arguments, environment=environment, expects_result=True
+        )
+
+    async def adecide_call(
+        self,
+        tool: str,
+        arguments: Mapping[str, Any],
+        *,
+        task: str | None = None,
+        environment: str | None = None,
+    ) -> Verdict:
+        return await self.backend.adecide(
+            _task_id(task), tool, arguments, environment=environment, expects_result=True
+        )
+
+    def record(
+        self,
+        verdict: Verdict,
+        status: ResultStatus,
+        *,
+        output: Any = None,
+        duration_ms: float = 0.0,
+        error: str | None = None,
+    ) -> None:
+        """Record what happened to an allowed call decided by ``decide_call``."""
+        self.backend.finish(verdict, status, output=output, duration_ms=duration_ms, error=error)
+
+    async def arecord(
+        self,
+        verdict: Verdict,
+        status: ResultStatus,
+        *,
+        output: Any = None,
+        duration_ms: float = 0.0,
+        error: str | None = None,
+    ) -> None:
+        await self.backend.afinish(
+            verdict, status, output=output, duration_ms=duration_ms, error=error
+        )
+
+    def govern(
+        self, tool: str | None = None, *, task: str | None = None, environment: str | None = None
+    ) -> Callable[[F], F]:
+        """Decorate a function (sync or async) as the tool ``tool`` (default: its name)."""
+
+        def wrap(fn: F) -> F:
+            name = tool or fn.__name__
+            if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+                # its body would run only when iterated: after the result was recorded
+                raise InvalidInput(
+                    f"cannot govern generator function `{fn.__name__}`",
+                    hint="govern a function that returns the collected values",
+                )
+            signature = inspect.signature(fn)
+            backend = self.backend
+
+            def arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+                try:
+                    bound = signature.bind(*args, **kwargs)
+                except TypeError as exc:
+                    raise InvalidInput(f"bad arguments for `{name}`: {exc}") from None
+                bound.apply_defaults()
+                return dict(bound.arguments)
+
+            if inspect.iscoroutinefunction(fn):
+
+                @functools.wraps(fn)
+                async def run_async(*args: Any, **kwargs: Any) -> Any:
+                    verdict = await backend.adecide(
+                        _task_id(task),
+                        name,
+                        arguments(args, kwargs),
+                        environment=environment,
+                        expects_result=True,
+                    )
+                    raise_unless_allowed(verdict)
+                    started = time.perf_counter()
+                    try:
+                        value = await fn(*args, **kwargs)
+                    except BaseException as exc:
+                        status, error = _failure(exc)
+                        await backend.afinish(
+                            verdict, status, duration_ms=_ms(started), error=error
+                        )
+                        raise
+                    await backend.afinish(
+                        verdict, ResultStatus.OK, output=value, duration_ms=_ms(started)
+                    )
+                    return value
+
+                return cast(F, run_async)
+
+            @functools.wraps(fn)
+            def run(*args: Any, **kwargs: Any) -> Any:
+                verdict = backend.decide(
+                    _task_id(task),
+                    name,
+                    arguments(args, kwargs),
+                    environment=environment,
+                    expects_result=True,
+                )
+                raise_unless_allowed(verdict)
+                started = time.perf_counter()
+                try:
+                    value = fn(*args, **kwargs)
+                except BaseException as exc:
+                    status, error = _failure(exc)
+                    backend.finish(verdict, status, duration_ms=_ms(started), error=error)
+                    raise
+                backend.finish(verdict, ResultStatus.OK, output=value, duration_ms=_ms(started))
+                return value
+
+            return cast(F, run)
+
+        return wrap
+
+
+def _failure(exc: BaseException) -> tuple[ResultStatus, str | None]:
+    """Cancelled, or an error named by the exception's type (never its message: it may hold
+    data)."""
+    if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
+        return ResultStatus.CANCELLED, None
+    return ResultStatus.ERROR, type(exc).__name__
+
+
+def _task_id(explicit: str | None) -> str:
+    task_id = explicit or current_task.get()
+    if not task_id:
+        raise InvalidInput(
+            "no task for this call", hint="pass task=... or call inside `with tr.task(...)`"
+        )
+    return task_id
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
