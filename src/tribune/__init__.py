@@ -28,6 +28,7 @@ from tribune.errors import ActionDenied, ApprovalRequired, TribuneError
 
 if TYPE_CHECKING:
     from tribune.bootstrap import Tribune
+    from tribune.sdk.remote import Client
 
 __version__ = "0.1.0"
 
@@ -38,6 +39,14 @@ def open(home: str | Path | None = None, *, create: bool = True) -> Tribune:
     from tribune.bootstrap import open_tribune
 
     return open_tribune(home, create=create)
+
+
+def connect(url: str, *, api_key: str, timeout: float = 10.0) -> Client:
+    """Connect to a Tribune service (``tribune up``): the same ``govern`` decorator and task
+    helpers as ``open()``, with decisions made by the service."""
+    from tribune.sdk.remote import Client
+
+    return Client(url, api_key, timeout=timeout)
 
 
 __all__ = [
@@ -53,5 +62,6 @@ __all__ = [
     "Tool",
     "TribuneError",
     "__version__",
+    "connect",
     "open",
 ]

@@ -25,6 +25,7 @@ from tribune.policy.bundle import default_pack
 from tribune.ports import Clock, Ids, Store
 from tribune.sdk.embedded import EmbeddedBackend
 from tribune.sdk.governed import Governed
+from tribune.services.access import AccessService
 from tribune.services.audit import AuditService
 from tribune.services.governor import Governor
 from tribune.services.policies import PolicyService
@@ -134,6 +135,7 @@ class Tribune(Governed):
             background=True,
         )
         self.registry = RegistryService(store, self.clock, self.audit, settings.trust_domain)
+        self.access = AccessService(store, self.clock, self.ids, self.audit, self.registry)
         self.tasks = TaskService(
             store,
             self.clock,

@@ -61,6 +61,18 @@ class UnknownPrincipal(NotFound):
     code = "unknown_principal"
 
 
+class Unauthenticated(TribuneError):
+    """No credential, or one that is not valid. The message never says why (the audit does)."""
+
+    code = "unauthenticated"
+
+
+class Forbidden(TribuneError):
+    """An authenticated caller whose role or identity does not allow the operation."""
+
+    code = "forbidden"
+
+
 class Conflict(TribuneError):
     """The thing already exists, or the change contradicts stored state."""
 

@@ -11,6 +11,7 @@ from typing import Protocol
 from tribune.core.model import (
     Agent,
     AgentStatus,
+    ApiKey,
     AuditEntry,
     AuditRecord,
     Checkpoint,
@@ -70,6 +71,25 @@ class Registry(Protocol):
 
     def get_tool(self, name: str) -> Tool | None: ...
     def list_tools(self) -> list[Tool]: ...
+
+
+class ApiKeys(Protocol):
+    """Credentials for Tribune's own API. Only a hash of each secret is stored."""
+
+    def add_api_key(self, key: ApiKey) -> None:
+        """Insert a new key; raise ``Conflict`` if the id exists."""
+        ...
+
+    def get_api_key(self, key_id: str) -> ApiKey | None: ...
+
+    def list_api_keys(self) -> list[ApiKey]:
+        """Keys, oldest first (then by id)."""
+        ...
+
+    def revoke_api_key(self, key_id: str, at: datetime) -> bool:
+        """Mark the key revoked at ``at``; True only when it was active then (not revoked, not
+        expired), False (and nothing changed) otherwise or when there is no such key."""
+        ...
 
 
 class TaskStore(Protocol):
@@ -149,12 +169,28 @@ class AuditLog(Protocol):
         """Records in chain order with seq > after_seq."""
         ...
 
+    def find_records(
+        self,
+        *,
+        after_seq: int = 0,
+        limit: int = 100,
+        kinds: Sequence[RecordKind] = (),
+        action_id: str | None = None,
+        task_id: str | None = None,
+        agent_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[AuditRecord]:
+        """Up to ``limit`` (1..10,000) records with seq > ``after_seq`` matching every filter
+        given, in chain order; ``since`` inclusive, ``until`` exclusive."""
+        ...
+
     def count(self) -> int: ...
     def add_checkpoint(self, checkpoint: Checkpoint) -> None: ...
     def checkpoints(self) -> list[Checkpoint]: ...
 
 
-class Store(Registry, TaskStore, PolicyStore, DirectoryStore, AuditLog, Protocol):
+class Store(Registry, ApiKeys, TaskStore, PolicyStore, DirectoryStore, AuditLog, Protocol):
     """Everything one database provides."""
 
     def close(self) -> None: ...

@@ -15,6 +15,7 @@ from tribune.core import model
 from tribune.core.model import (
     Agent,
     AgentStatus,
+    ApiKey,
     ApprovalRequirement,
     AuditEntry,
     AuditRecord,
@@ -31,12 +32,14 @@ from tribune.core.model import (
     PolicyVersion,
     RecordKind,
     RiskFacts,
+    Role,
     Scope,
     SessionState,
     Task,
     TaskState,
     Tool,
     User,
+    Verdict,
 )
 from tribune.errors import InvalidInput
 from tribune.store import codec
@@ -167,6 +170,10 @@ EXAMPLES: list[Any] = [
     AuditRecord(1, RecordKind.INTENT, T0, "a", None, "ag", "{}", "0" * 64, "f" * 64),
     AuditEntry(RecordKind.DECISION, T0, {"effect": "allow", "n": [1, 2]}, "a", "t", "ag"),
     Checkpoint(10, "ab" * 32, T0, "key", "c2ln"),
+    ApiKey("abcdefghijklmnop", "user:alice", Role.AUDITOR, "ab" * 32, T0, T0, None, "ci"),
+    Verdict(
+        "a1", "d" * 64, Decision(Effect.ALLOW, "read"), "t1", None, "read", ("x@y.z",), 1, True
+    ),
 ]
 
 

@@ -9,9 +9,11 @@ import typer
 
 from tribune.cli.audit import audit
 from tribune.cli.common import HomeOption, console, errors
+from tribune.cli.keys import keys
 from tribune.cli.people import agents, groups, tools, users
 from tribune.cli.policy import policy
 from tribune.cli.tasks import check, tasks
+from tribune.cli.up import up
 
 app = typer.Typer(
     name="tribune",
@@ -27,7 +29,9 @@ app.add_typer(tools, name="tool")
 app.add_typer(tasks, name="task")
 app.add_typer(policy, name="policy")
 app.add_typer(audit, name="audit")
+app.add_typer(keys, name="keys")
 app.command("check")(check)
+app.command("up")(up)
 
 
 @app.command()

@@ -115,6 +115,38 @@ class OwnerRef:
         return f"{self.kind}:{self.name}"
 
 
+class Role(StrEnum):
+    """What an API key may do in Tribune's own API. Users hold the first three; agents only
+    ``agent``."""
+
+    ADMIN = "admin"
+    APPROVER = "approver"
+    AUDITOR = "auditor"
+    AGENT = "agent"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A credential for Tribune's own API, held by a user or an agent.
+
+    The token handed out once is ``trb_<id>_<secret>``; only a SHA-256 of the secret is kept.
+    ``principal`` is ``user:<name>`` or ``agent:<spiffe id>``.
+    """
+
+    id: str
+    principal: str
+    role: Role
+    secret_hash: str = field(repr=False)  # hex SHA-256 of the secret part of the token
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+    note: str = ""
+
+    def active(self, now: datetime) -> bool:
+        """Not revoked, and not expired at ``now``."""
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+
+
 # --------------------------------------------------------------------------- agents and tools
 
 

@@ -306,13 +306,13 @@ class Governed:
                     try:
                         value = await fn(*args, **kwargs)
                     except BaseException as exc:
-                        status, error = _failure(exc)
+                        status, error = failure(exc)
                         await backend.afinish(
-                            verdict, status, duration_ms=_ms(started), error=error
+                            verdict, status, duration_ms=elapsed_ms(started), error=error
                         )
                         raise
                     await backend.afinish(
-                        verdict, ResultStatus.OK, output=value, duration_ms=_ms(started)
+                        verdict, ResultStatus.OK, output=value, duration_ms=elapsed_ms(started)
                     )
                     return value
 
@@ -332,10 +332,12 @@ class Governed:
                 try:
                     value = fn(*args, **kwargs)
                 except BaseException as exc:
-                    status, error = _failure(exc)
-                    backend.finish(verdict, status, duration_ms=_ms(started), error=error)
+                    status, error = failure(exc)
+                    backend.finish(verdict, status, duration_ms=elapsed_ms(started), error=error)
                     raise
-                backend.finish(verdict, ResultStatus.OK, output=value, duration_ms=_ms(started))
+                backend.finish(
+                    verdict, ResultStatus.OK, output=value, duration_ms=elapsed_ms(started)
+                )
                 return value
 
             return cast(F, run)
@@ -343,9 +345,9 @@ class Governed:
         return wrap
 
 
-def _failure(exc: BaseException) -> tuple[ResultStatus, str | None]:
-    """Cancelled, or an error named by the exception's type (never its message: it may hold
-    data)."""
+def failure(exc: BaseException) -> tuple[ResultStatus, str | None]:
+    """How a governed body that raised ``exc`` is recorded: cancelled, or an error named by
+    the exception's type (never its message: it may hold data). For adapters too."""
     if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt):
         return ResultStatus.CANCELLED, None
     return ResultStatus.ERROR, type(exc).__name__
@@ -360,5 +362,6 @@ def _task_id(explicit: str | None) -> str:
     return task_id
 
 
-def _ms(started: float) -> float:
+def elapsed_ms(started: float) -> float:
+    """Milliseconds since ``started`` (a ``time.perf_counter()`` reading)."""
     return (time.perf_counter() - started) * 1000.0

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from tribune.config import Settings
 from tribune.core.canonical import digest, keyed_digest
 from tribune.core.context import build_context
@@ -24,17 +26,19 @@ from tribune.core.model import (
     Agent,
     AgentStatus,
     AuditEntry,
+    AuditRecord,
     Decision,
     RecordKind,
     ResultStatus,
     Task,
     Tool,
     Verdict,
+    decision_from_dict,
     deny,
 )
 from tribune.core.taint import ResultClassifier, taints
 from tribune.core.targets import classify, links_unknown, target_facts
-from tribune.errors import InvalidInput, TribuneError
+from tribune.errors import Conflict, InvalidInput, NotFound, TribuneError
 from tribune.policy.request import PolicyRequest
 from tribune.ports import Clock, Ids, Store
 from tribune.services.audit import AuditService
@@ -225,6 +229,7 @@ class Governor:
                 **decision.to_dict(),
                 "action_digest": action_digest,
                 "expects_result": expects_result,
+                "reserved": reserved,
                 "risk": _risk(tool),
                 "targets": targets,
                 "context": _summary(context),
@@ -360,8 +365,9 @@ class Governor:
         output: Any = None,
         duration_ms: float = 0.0,
         error: str | None = None,
-    ) -> None:
-        """Record what happened to an allowed call and update the task's session state."""
+    ) -> AuditRecord:
+        """Record what happened to an allowed call and update the task's session state;
+        returns the RESULT record."""
         body: dict[str, Any] = {
             "status": status.value,
             "duration_ms": round(duration_ms, 3),
@@ -374,7 +380,7 @@ class Governor:
                 body["output_digest"] = self._digest(repr(output))
         if error:
             body["error"] = error[:500]
-        self.audit.record(
+        record = self.audit.record(
             RecordKind.RESULT,
             body,
             action_id=verdict.action_id,
@@ -382,10 +388,10 @@ class Governor:
             agent_id=verdict.agent_id,
         )
         if not verdict.allowed or status is not ResultStatus.OK:
-            return
+            return record
         tool = self._cached("tool", verdict.tool, self.effective_tool)
         if tool is None:
-            return
+            return record
         # INVARIANT: merged atomically in the store, so concurrent calls in one task (threads,
         # processes, replicas) never lose a taint, a data class or a call.
         self.store.merge_session(
@@ -400,6 +406,38 @@ class Governor:
         if verdict.targets and verdict.approvals > 0 and not tool.risk.read_only:
             self.store.learn_targets(list(verdict.targets), self.clock.now())
             self._learned = _Cached(frozenset(), -1e9)
+        return record
+
+    def verdict_of(self, action_id: str) -> Verdict:
+        """The verdict of a decided call, rebuilt from its audit records, for a result that
+        arrives later (over the API). Only an allowed call that expects a result and has none
+        yet qualifies: anything else is refused, so a result cannot be recorded twice or for a
+        call that was never allowed to run."""
+        records = self.store.find_records(action_id=action_id, limit=1000)
+        decided = [r for r in records if r.kind is RecordKind.DECISION]
+        if not decided:
+            raise NotFound(f"unknown action `{action_id}`", code="unknown_action")
+        if any(r.kind is RecordKind.RESULT for r in records):
+            raise Conflict(f"action `{action_id}` already has a result", code="result_recorded")
+        record = decided[0]
+        body = orjson.loads(record.body)["data"]
+        decision = decision_from_dict(body)
+        if not decision.allowed or not body.get("expects_result", True):
+            raise Conflict(
+                f"action `{action_id}` was not allowed to run", code="action_not_allowed"
+            )
+        context = body.get("context") or {}
+        return Verdict(
+            action_id=action_id,
+            action_digest=body["action_digest"],
+            decision=decision,
+            task_id=record.task_id or "",
+            agent_id=record.agent_id,
+            tool=decision.tool,
+            targets=tuple(t["value"] for t in body.get("targets") or () if t["class"] == "unknown"),
+            approvals=int(context.get("approvals") or 0),
+            reserved=bool(body.get("reserved", False)),
+        )
 
 
 def _risk(tool: Tool | None) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ return it (UTC times, no aliasing of mutable dicts). One lock makes it thread-sa
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from tribune.core.audit import GENESIS, link
 from tribune.core.model import (
     Agent,
     AgentStatus,
+    ApiKey,
     AuditEntry,
     AuditRecord,
     Checkpoint,
@@ -40,6 +42,7 @@ from tribune.errors import (
 from tribune.store import codec
 
 T = TypeVar("T")
+MAX_FIND = 10_000  # as the SQL store
 
 
 class MemoryStore:
@@ -52,6 +55,7 @@ class MemoryStore:
         self._groups: dict[str, str] = {}
         self._agents: dict[str, str] = {}
         self._tools: dict[str, str] = {}
+        self._api_keys: dict[str, str] = {}
         self._tasks: dict[str, str] = {}
         self._policies: dict[str, str] = {}
         self._active_policy: str | None = None
@@ -137,6 +141,31 @@ class MemoryStore:
 
     def list_tools(self) -> list[Tool]:
         return self._list(self._tools, Tool)
+
+    # ------------------------------------------------------------------ api keys
+
+    def add_api_key(self, key: ApiKey) -> None:
+        text = codec.dumps(key)
+        with self._lock:
+            if key.id in self._api_keys:
+                raise Conflict(f"api key `{key.id}` already exists")
+            self._api_keys[key.id] = text
+
+    def get_api_key(self, key_id: str) -> ApiKey | None:
+        return self._get(self._api_keys, ApiKey, key_id)
+
+    def list_api_keys(self) -> list[ApiKey]:
+        found = self._list(self._api_keys, ApiKey)
+        return sorted(found, key=lambda k: (k.created_at, k.id))
+
+    def revoke_api_key(self, key_id: str, at: datetime) -> bool:
+        codec.check_aware(at)
+        with self._lock:
+            key = self._get(self._api_keys, ApiKey, key_id)
+            if key is None or not key.active(at):
+                return False
+            self._api_keys[key_id] = codec.dumps(dataclasses.replace(key, revoked_at=at))
+            return True
 
     # ------------------------------------------------------------------ tasks
 
@@ -323,6 +352,36 @@ class MemoryStore:
             stop = None if limit is None else start + limit
             chosen = self._records[start:stop]
         yield from chosen
+
+    def find_records(
+        self,
+        *,
+        after_seq: int = 0,
+        limit: int = 100,
+        kinds: Sequence[RecordKind] = (),
+        action_id: str | None = None,
+        task_id: str | None = None,
+        agent_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[AuditRecord]:
+        if not 0 < limit <= MAX_FIND:
+            raise InvalidInput(f"limit must be between 1 and {MAX_FIND}")
+        wanted = frozenset(kinds)
+
+        def matches(r: AuditRecord) -> bool:
+            return (
+                (not wanted or r.kind in wanted)
+                and (action_id is None or r.action_id == action_id)
+                and (task_id is None or r.task_id == task_id)
+                and (agent_id is None or r.agent_id == agent_id)
+                and (since is None or r.ts >= codec.check_aware(since))
+                and (until is None or r.ts < codec.check_aware(until))
+            )
+
+        with self._lock:
+            chosen = self._records[max(after_seq, 0) :]
+        return list(itertools.islice(filter(matches, chosen), limit))
 
     def count(self) -> int:
         with self._lock:

@@ -27,13 +27,34 @@ class Migration:
     apply: Callable[[Connection], None]
 
 
+# The tables of version 1. A table added later comes with its own step, never here.
+_V1_TABLES = (
+    tables.users,
+    tables.groups,
+    tables.agents,
+    tables.tools,
+    tables.tasks,
+    tables.policy_versions,
+    tables.learned_targets,
+    tables.audit_records,
+    tables.audit_checkpoints,
+)
+
+
 def _initial(conn: Connection) -> None:
     # The schema as first released. A later change to tables.py must come as a new step, and
     # this step must then keep creating the tables as they were at version 1.
-    tables.metadata.create_all(conn)
+    tables.metadata.create_all(conn, tables=list(_V1_TABLES))
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _initial),)
+def _api_keys(conn: Connection) -> None:
+    tables.api_keys.create(conn)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _initial),
+    Migration(2, "api keys", _api_keys),
+)
 LATEST = MIGRATIONS[-1].version
 
 # INVARIANT: versions strictly increase.

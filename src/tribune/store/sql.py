@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, true, update
+from sqlalchemy import Table, bindparam, insert, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Row
 from sqlalchemy.exc import IntegrityError
@@ -21,10 +21,12 @@ from sqlalchemy.exc import IntegrityError
 from tribune.core.model import (
     Agent,
     AgentStatus,
+    ApiKey,
     Entitlements,
     Group,
     OwnerRef,
     PolicyVersion,
+    Role,
     Scope,
     SessionState,
     Task,
@@ -46,6 +48,7 @@ from tribune.store.migrations import migrate
 from tribune.store.sql_audit import SqlAuditLog
 from tribune.store.tables import (
     agents,
+    api_keys,
     groups,
     learned_targets,
     policy_versions,
@@ -60,6 +63,11 @@ _compiled_task = (
 )
 _SQLITE_TASK = str(_compiled_task)
 _TaskRow = namedtuple("_TaskRow", [c.name for c in tasks.c])  # type: ignore[misc]
+# get_api_key on SQLite likewise: it authenticates every API request.
+_SQLITE_API_KEY = str(
+    select(api_keys).where(api_keys.c.id == bindparam("id")).compile(dialect=sqlite.dialect())
+)
+_ApiKeyRow = namedtuple("_ApiKeyRow", [c.name for c in api_keys.c])  # type: ignore[misc]
 
 
 class SqlStore(SqlAuditLog):
@@ -167,6 +175,44 @@ class SqlStore(SqlAuditLog):
     def list_tools(self) -> list[Tool]:
         """Tools by name."""
         return [codec.loads(Tool, r.spec) for r in self._all(tools, "name")]
+
+    # ------------------------------------------------------------------ api keys
+
+    def add_api_key(self, key: ApiKey) -> None:
+        """Insert a new key; ``Conflict`` if its id exists."""
+        values = _api_key_row(key)
+        with write_tx(self.engine) as conn:
+            try:
+                conn.execute(insert(api_keys).values(values))
+            except IntegrityError:
+                raise Conflict(f"api key `{key.id}` already exists") from None
+
+    def get_api_key(self, key_id: str) -> ApiKey | None:
+        if self._dialect == "sqlite":
+            raw = self._sqlite_read_one(_SQLITE_API_KEY, (key_id,))
+            return _api_key(_ApiKeyRow(*raw)) if raw is not None else None
+        row = self._one(api_keys, "id", key_id)
+        return _api_key(row) if row is not None else None
+
+    def list_api_keys(self) -> list[ApiKey]:
+        """Keys, oldest first (then by id)."""
+        return [_api_key(r) for r in self._all(api_keys, "created_at", "id")]
+
+    def revoke_api_key(self, key_id: str, at: datetime) -> bool:
+        """Revoke a key active at ``at``; False if it is missing, revoked or expired."""
+        when = codec.to_micros(at)
+        k = api_keys.c
+        with write_tx(self.engine) as conn:
+            done = conn.execute(
+                update(api_keys)
+                .where(
+                    k.id == key_id,
+                    k.revoked_at.is_(None),
+                    or_(k.expires_at.is_(None), k.expires_at > when),
+                )
+                .values(revoked_at=when)
+            )
+            return bool(done.rowcount == 1)
 
     # ------------------------------------------------------------------ tasks
 
@@ -371,6 +417,36 @@ def _agent(row: Row[Any]) -> Agent:
         status=AgentStatus(row.status),
         created_at=codec.from_micros(row.created_at),
     )
+
+
+def _api_key_row(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "principal": key.principal,
+        "role": Role(key.role).value,
+        "secret_hash": key.secret_hash,
+        "created_at": codec.to_micros(key.created_at),
+        "expires_at": _micros_or_none(key.expires_at),
+        "revoked_at": _micros_or_none(key.revoked_at),
+        "note": key.note,
+    }
+
+
+def _api_key(row: Any) -> ApiKey:
+    return ApiKey(
+        id=row.id,
+        principal=row.principal,
+        role=Role(row.role),
+        secret_hash=row.secret_hash,
+        created_at=codec.from_micros(row.created_at),
+        expires_at=codec.from_micros(row.expires_at) if row.expires_at is not None else None,
+        revoked_at=codec.from_micros(row.revoked_at) if row.revoked_at is not None else None,
+        note=row.note,
+    )
+
+
+def _micros_or_none(ts: datetime | None) -> int | None:
+    return codec.to_micros(ts) if ts is not None else None
 
 
 def _task_row(task: Task) -> dict[str, Any]:

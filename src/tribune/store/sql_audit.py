@@ -28,6 +28,7 @@ from tribune.store.engine import AUDIT_LOCK, read_tx, translate_errors, write_tx
 from tribune.store.tables import audit_checkpoints, audit_records
 
 BATCH = 5000
+MAX_FIND = 10_000
 WAL_EVERY = 1000  # appends between background WAL checkpoints (SQLite)
 _KINDS = {k.value: k for k in RecordKind}
 _HEAD = select(audit_records.c.seq, audit_records.c.hash).order_by(audit_records.c.seq.desc())
@@ -250,6 +251,41 @@ class SqlAuditLog:
                 return rows
             finally:
                 raw.close()
+
+    def find_records(
+        self,
+        *,
+        after_seq: int = 0,
+        limit: int = 100,
+        kinds: Sequence[RecordKind] = (),
+        action_id: str | None = None,
+        task_id: str | None = None,
+        agent_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[AuditRecord]:
+        """Up to ``limit`` records with seq > ``after_seq`` matching every filter given, in
+        chain order (``since`` inclusive, ``until`` exclusive)."""
+        if not 0 < limit <= MAX_FIND:
+            raise InvalidInput(f"limit must be between 1 and {MAX_FIND}")
+        c = audit_records.c
+        query = select(audit_records).where(c.seq > after_seq)
+        if kinds:
+            query = query.where(c.kind.in_([k.value for k in kinds]))
+        for column, value in (
+            (c.action_id, action_id),
+            (c.task_id, task_id),
+            (c.agent_id, agent_id),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if since is not None:
+            query = query.where(c.ts >= to_micros(check_aware(since)))
+        if until is not None:
+            query = query.where(c.ts < to_micros(check_aware(until)))
+        with read_tx(self.engine) as conn:
+            rows = conn.execute(query.order_by(c.seq).limit(limit)).all()
+        return [_record(*row) for row in rows]
 
     def count(self) -> int:
         """How many records the log holds."""

@@ -148,3 +148,18 @@ audit_checkpoints = Table(
     Column("signature", Text, nullable=False),
     PrimaryKeyConstraint("seq", "key_id"),
 )
+
+# Added by migration 2. Only the secret's SHA-256 is kept; the primary key is the lookup that
+# authenticates every API request.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("principal", Text, nullable=False),  # user:<name> | agent:<spiffe id>
+    Column("role", Text, nullable=False),
+    Column("secret_hash", Text, nullable=False),
+    Column("created_at", Micros, nullable=False),
+    Column("expires_at", Micros),
+    Column("revoked_at", Micros),
+    Column("note", Text, nullable=False),
+)

@@ -1,0 +1,100 @@
+"""Errors on the wire: JSON ``{code, message, hint?}`` with a status chosen by the code.
+
+Nothing below the edges knows HTTP; this is the one mapping. Unexpected exceptions become a
+500 ``internal_error`` without a trace or message (the log has the type, never the request).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tribune.errors import (
+    AgentInactive,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PolicyInvalid,
+    ScopeExceedsEntitlements,
+    StoreError,
+    TaskInactive,
+    TribuneError,
+    Unauthenticated,
+)
+from tribune.http.metrics import ERRORS
+
+log = logging.getLogger("tribune.http")
+
+STATUS: tuple[tuple[type[TribuneError], int], ...] = (
+    (Unauthenticated, 401),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (Conflict, 409),
+    (AgentInactive, 409),
+    (TaskInactive, 409),
+    (ScopeExceedsEntitlements, 403),
+    (PolicyInvalid, 422),
+    (InvalidInput, 400),
+    (StoreError, 503),
+)
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+
+def status_of(exc: TribuneError) -> int:
+    for kind, status in STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 400
+
+
+def problem(status: int, code: str, message: str, hint: str | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if hint:
+        body["hint"] = hint
+    return respond(status, body)
+
+
+def respond(status: int, body: dict[str, Any]) -> JSONResponse:
+    ERRORS.labels(str(body.get("code"))).inc()
+    headers = {"WWW-Authenticate": 'Bearer realm="tribune"'} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(TribuneError)
+    async def tribune_error(_: Request, exc: TribuneError) -> JSONResponse:
+        return respond(status_of(exc), exc.to_dict())
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+        message = f"`{where}`: {first.get('msg', 'invalid')}".lower()
+        return problem(422, "invalid_request", message[:300], "see /openapi.json")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(exc.status_code, "http_error")
+        return problem(exc.status_code, code, str(exc.detail).lower())
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected %s", type(exc).__name__)
+        return problem(500, "internal_error", "internal error")

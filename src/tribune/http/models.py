@@ -1,0 +1,464 @@
+"""Request and response bodies of the HTTP API (pydantic; they are the OpenAPI document).
+
+Requests reject unknown fields and bound every size. Responses are built from the domain model
+by the ``*_out`` functions in the route modules, never by serialising internals wholesale.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import Path
+from pydantic import BaseModel, ConfigDict, Field
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+PathName = Annotated[str, Path(min_length=1, max_length=128, pattern=NAME_PATTERN)]
+Name = Annotated[str, Field(min_length=1, max_length=128, pattern=NAME_PATTERN)]
+AgentRef = Annotated[str, Field(min_length=1, max_length=512)]
+Text = Annotated[str, Field(max_length=4096)]
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+Count = Annotated[int, Field(ge=0, le=2**53)]
+Names = Annotated[list[Name], Field(max_length=1000)]
+Pointer = Annotated[str, Field(max_length=512)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Problem(BaseModel):
+    """Every error: a stable code, a message for people, sometimes a hint."""
+
+    code: str
+    message: str
+    hint: str | None = None
+    problems: list[str] | None = Field(None, description="each problem found (policy errors)")
+
+
+# ----------------------------------------------------------------------------- people, agents
+
+
+class LimitsIn(Strict):
+    max_amount: Count | None = None
+    max_count: Count | None = None
+    max_calls: Count | None = None
+
+
+class LimitsOut(BaseModel):
+    max_amount: int | None
+    max_count: int | None
+    max_calls: int | None
+
+
+class EntitlementsIn(Strict):
+    tools: Names = []
+    tool_groups: Names = []
+    environments: Names = []
+    limits: LimitsIn = LimitsIn()
+    open_scope: bool = False
+
+
+class EntitlementsOut(BaseModel):
+    tools: list[str]
+    tool_groups: list[str]
+    environments: list[str]
+    limits: LimitsOut
+    open_scope: bool
+
+
+class AgentIn(Strict):
+    name: Name
+    owner: Annotated[
+        str, Field(min_length=3, max_length=140, description="user:NAME or group:NAME")
+    ]
+    purpose: Annotated[str, Field(min_length=1, max_length=4096)]
+    environment: Name
+    entitlements: EntitlementsIn = EntitlementsIn()
+
+
+class AgentOut(BaseModel):
+    id: str
+    name: str
+    owner: str
+    purpose: str
+    environment: str
+    entitlements: EntitlementsOut
+    status: Literal["active", "suspended", "retired"]
+    created_at: str
+
+
+class AgentStatusIn(Strict):
+    status: Literal["active", "suspended", "retired"]
+
+
+class UserIn(Strict):
+    name: Name
+    email: Annotated[str, Field(max_length=320)] = ""
+    display_name: Annotated[str, Field(max_length=256)] = ""
+    groups: Names = []
+
+
+class UserOut(BaseModel):
+    name: str
+    email: str
+    display_name: str
+    groups: list[str]
+
+
+class GroupIn(Strict):
+    name: Name
+    description: Annotated[str, Field(max_length=1024)] = ""
+
+
+class GroupOut(BaseModel):
+    name: str
+    description: str
+
+
+# ----------------------------------------------------------------------------- tools
+
+
+class RiskIn(Strict):
+    read_only: bool = False
+    destructive: bool = True
+    idempotent: bool = False
+    open_world: bool = True
+    untrusted_output: bool = False
+
+
+class RiskOut(BaseModel):
+    read_only: bool
+    destructive: bool
+    idempotent: bool
+    open_world: bool
+    untrusted_output: bool
+
+
+ExtractorKind = Literal[
+    "email", "person", "account", "iban", "url", "host", "amount", "count", "object_id",
+    "secret", "text",
+]  # fmt: skip
+
+
+class ExtractorIn(Strict):
+    kind: ExtractorKind
+    pointer: Annotated[str, Field(max_length=512)]
+    role: Annotated[str, Field(max_length=64)] = ""
+    target: bool | None = None
+    aggregate: Literal["each", "sum", "count"] = "each"
+    required: bool = False
+    literal: Annotated[str, Field(max_length=128)] = ""
+
+
+class ExtractorOut(BaseModel):
+    kind: str
+    pointer: str
+    role: str
+    target: bool | None
+    aggregate: str
+    required: bool
+    literal: str
+
+
+class ToolIn(Strict):
+    description: Text = ""
+    input_schema: dict[str, Any] = {}
+    risk: RiskIn = RiskIn()
+    groups: Names = []
+    extractors: Annotated[list[ExtractorIn], Field(max_length=100)] = []
+    sensitive_args: Annotated[
+        list[Annotated[str, Field(max_length=512)]], Field(max_length=100)
+    ] = []
+    data_classes: Names = []
+
+
+class ToolOut(BaseModel):
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+    risk: RiskOut
+    groups: list[str]
+    extractors: list[ExtractorOut]
+    sensitive_args: list[str]
+    data_classes: list[str]
+
+
+# ----------------------------------------------------------------------------- tasks
+
+
+class TaskIn(Strict):
+    agent: AgentRef | None = Field(
+        None, description="agent name or id; an agent's own key may leave it out"
+    )
+    purpose: Annotated[str, Field(min_length=1, max_length=4096)]
+    tools: Names = []
+    tool_groups: Names = []
+    targets: Annotated[list[Annotated[str, Field(max_length=512)]], Field(max_length=1000)] = []
+    literals: Annotated[
+        dict[Name, Annotated[str, Field(max_length=4096)]], Field(max_length=100)
+    ] = {}
+    environment: Name | None = None
+    limits: LimitsIn = LimitsIn()
+    open_scope: bool = False
+    ttl: Annotated[int, Field(ge=1, le=10 * 365 * 86400)] | None = None
+
+
+class ScopeOut(BaseModel):
+    purpose: str
+    tools: list[str]
+    tool_groups: list[str]
+    targets: list[str]
+    literals: list[str] = Field(description="names only: values are kept as keyed digests")
+    environment: str | None
+    limits: LimitsOut
+    open_scope: bool
+
+
+class SessionOut(BaseModel):
+    tainted: bool
+    data_read: list[str]
+    calls: int
+
+
+class TaskOut(BaseModel):
+    id: str
+    agent: str
+    state: Literal["active", "ended"]
+    active: bool
+    scope: ScopeOut
+    session: SessionOut
+    created_at: str
+    expires_at: str
+    ended_at: str | None
+
+
+# ----------------------------------------------------------------------------- decisions
+
+JsonObject = dict[str, Any]
+
+
+class DecisionIn(Strict):
+    task: Id
+    tool: Name
+    arguments: JsonObject = {}
+    environment: Name | None = None
+    expects_result: bool = Field(
+        True,
+        description="false for a check: nothing will run and no result is expected",
+    )
+
+
+class ApprovalOut(BaseModel):
+    quorum: int
+    approvers: list[str]
+    owner_may_approve: bool
+
+
+class DecisionErrorOut(BaseModel):
+    code: str
+    message: str
+
+
+class DecisionOut(BaseModel):
+    effect: Literal["allow", "deny", "approval_required"]
+    tool: str
+    policy_ids: list[str]
+    policy_version: str | None
+    errors: list[DecisionErrorOut]
+    reasons: list[str]
+    approval: ApprovalOut | None = None
+
+
+class VerdictOut(BaseModel):
+    action_id: str
+    action_digest: str
+    allowed: bool
+    decision: DecisionOut
+    task: str
+    agent: str | None
+    tool: str
+
+
+class ResultIn(Strict):
+    status: Literal["ok", "error", "cancelled"]
+    output: Any = Field(None, description="the tool's output (digested and classified, not kept)")
+    duration_ms: Annotated[float, Field(ge=0, le=1e12)] = 0.0
+    error: Annotated[str, Field(max_length=500)] | None = Field(
+        None, description="what failed (an exception type), never data"
+    )
+
+
+class ResultOut(BaseModel):
+    action_id: str
+    status: str
+    seq: int
+
+
+# ----------------------------------------------------------------------------- audit
+
+
+class RecordOut(BaseModel):
+    seq: int
+    kind: str
+    ts: str
+    action_id: str | None
+    task_id: str | None
+    agent_id: str | None
+    body: dict[str, Any]
+    hash: str
+    prev_hash: str
+
+
+class RecordPage(BaseModel):
+    records: list[RecordOut]
+    next_after: int | None = Field(description="pass as `after` for the next page; null at the end")
+
+
+class VerifyOut(BaseModel):
+    ok: bool
+    checked: int = Field(description="records found good")
+    checkpoints_verified: int
+    first_bad_seq: int | None
+    problem: str | None = Field(description="what is wrong, as a stable code")
+    message: str
+    last_seq: int
+
+
+# ----------------------------------------------------------------------------- policies
+
+
+PolicyFiles = Annotated[
+    dict[
+        Annotated[str, Field(min_length=1, max_length=256)],
+        Annotated[str, Field(max_length=1 << 20)],
+    ],
+    Field(min_length=1, max_length=500),
+]
+
+
+class PolicyFilesIn(Strict):
+    files: PolicyFiles = Field(description="relative path -> text: .cedar, .cedarschema, tests")
+
+
+class PolicyVersionIn(PolicyFilesIn):
+    note: Annotated[str, Field(max_length=1024)] = ""
+    allow_untested: bool = False
+
+
+class PolicyVersionOut(BaseModel):
+    id: str
+    digest: str
+    created_at: str
+    note: str
+    active: bool
+    files: list[str]
+
+
+class PolicyVersionFull(PolicyVersionOut):
+    texts: dict[str, str]
+
+
+class PolicyCheckOut(BaseModel):
+    ok: bool = Field(description="compiles against the schema and every policy test passes")
+    policies: int
+    tests: int
+    failures: list[str] = Field(description="`file:line: case: what differed` per failed test")
+
+
+# ----------------------------------------------------------------------------- keys
+
+
+class KeyIn(Strict):
+    principal: Annotated[str, Field(min_length=3, max_length=600)]
+    role: Literal["admin", "approver", "auditor", "agent"]
+    note: Annotated[str, Field(max_length=256)] = ""
+    ttl: Annotated[int, Field(ge=60, le=10 * 365 * 86400)] | None = None
+
+
+class KeyOut(BaseModel):
+    id: str
+    principal: str
+    role: str
+    created_at: str
+    expires_at: str | None
+    revoked_at: str | None
+    note: str
+
+
+class NewKeyOut(KeyOut):
+    token: str = Field(description="shown once: only a digest of it is kept")
+
+
+# ----------------------------------------------------------------------------- AuthZEN
+
+PropertyBag = dict[str, Any]
+
+
+class AzSubject(Strict):
+    type: Annotated[str, Field(max_length=64)]
+    id: Annotated[str, Field(min_length=1, max_length=512)]
+    properties: PropertyBag = {}
+
+
+class AzAction(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    properties: PropertyBag = {}
+
+
+class AzResource(Strict):
+    type: Annotated[str, Field(max_length=64)]
+    id: Annotated[str, Field(min_length=1, max_length=128)]
+    properties: PropertyBag = {}
+
+
+class AzEvaluationIn(BaseModel):
+    """AuthZEN 1.0 §6. Tribune reads ``context.task`` (required), ``context.environment``,
+    ``context.expects_result`` and the call's arguments from ``resource.properties.arguments``."""
+
+    model_config = ConfigDict(extra="allow")
+    subject: AzSubject
+    action: AzAction
+    resource: AzResource
+    context: PropertyBag = {}
+
+
+class AzPartial(Strict):
+    subject: AzSubject | None = None
+    action: AzAction | None = None
+    resource: AzResource | None = None
+    context: PropertyBag | None = None
+
+
+class AzOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    evaluations_semantic: Literal["execute_all", "deny_on_first_deny", "permit_on_first_permit"] = (
+        "execute_all"
+    )
+
+
+class AzEvaluationsIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    subject: AzSubject | None = None
+    action: AzAction | None = None
+    resource: AzResource | None = None
+    context: PropertyBag | None = None
+    evaluations: Annotated[list[AzPartial], Field(max_length=100)] = []
+    options: AzOptions = AzOptions()
+
+
+class AzEvaluationOut(BaseModel):
+    decision: bool
+    context: PropertyBag = {}
+
+
+class AzEvaluationsOut(BaseModel):
+    evaluations: list[AzEvaluationOut]
+
+
+# ----------------------------------------------------------------------------- system
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = {}
+    version: str

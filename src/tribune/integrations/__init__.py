@@ -1,0 +1,1 @@
+"""Agent-framework adapters; each is an optional extra the core never imports."""

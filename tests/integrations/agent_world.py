@@ -1,0 +1,70 @@
+"""A small governed world for the framework adapters: a real Tribune home on SQLite.
+
+``open_home(tmp_path)`` yields an open Tribune with two tools, ``crm.read`` (a read) and
+``email.send`` (open world, its recipient a target), and the agent ``bot`` entitled to both.
+``records(tr)`` reads the intent, decision and result records of the audit log.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import tribune
+from tribune import Entitlements, ExtractorSpec, RiskFacts, Tool
+from tribune.bootstrap import Tribune
+
+
+def open_home(tmp_path: Path) -> Iterator[Tribune]:
+    """Use as ``yield from open_home(tmp_path)`` in a fixture: the home is closed after."""
+    tr = tribune.open(tmp_path / "home")
+    tr.registry.add_group("support")
+    tr.registry.add_user("alice", email="alice@example.com", groups=("support",))
+    tr.registry.register_tool(Tool("crm.read", risk=RiskFacts(read_only=True), groups=("crm",)))
+    tr.registry.register_tool(
+        Tool(
+            "email.send",
+            risk=RiskFacts(read_only=False, open_world=True),
+            groups=("email",),
+            extractors=(ExtractorSpec("email", "/to", role="recipient", target=True),),
+        )
+    )
+    tr.registry.register_agent(
+        "bot",
+        owner="user:alice",
+        purpose="tests",
+        environment="development",
+        entitlements=Entitlements(
+            tools=frozenset({"crm.read", "email.send"}),
+            environments=frozenset({"development"}),
+        ),
+    )
+    yield tr
+    tr.close()
+
+
+def records(tr: Tribune, action_id: str | None = None) -> list[dict[str, Any]]:
+    """The intent, decision and result records (of one action when ``action_id`` is given)."""
+    found = [json.loads(r.body) for r in tr.store.records()]
+    found = [r for r in found if r["kind"] in ("intent", "decision", "result")]
+    if action_id is not None:
+        found = [r for r in found if r["action_id"] == action_id]
+    return found
+
+
+def only_action(tr: Tribune) -> list[dict[str, Any]]:
+    """The records of the one action decided so far (fails if there were several)."""
+    found = records(tr)
+    ids = {r["action_id"] for r in found}
+    assert len(ids) == 1, ids
+    return found
+
+
+def kinds(found: list[dict[str, Any]]) -> list[str]:
+    return [r["kind"] for r in found]
+
+
+def raw_log(tr: Tribune) -> str:
+    return "\n".join(r.body for r in tr.store.records())
