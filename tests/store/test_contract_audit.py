@@ -242,3 +242,56 @@ def test_unknown_record_kind_in_database_is_an_integrity_error(store_url: str) -
     with pytest.raises(AuditIntegrityError):
         list(store.records())
     store.close()
+
+
+# --------------------------------------------------------------------------- finding records
+
+
+def _fill_for_find(store: Store) -> None:
+    for i in range(12):
+        store.append(
+            (RecordKind.INTENT, RecordKind.DECISION, RecordKind.RESULT)[i % 3],
+            T0 + timedelta(seconds=i),
+            {"i": i},
+            action_id=f"a{i // 3}",
+            task_id="t-even" if (i // 3) % 2 == 0 else "t-odd",
+            agent_id="ag1" if i < 6 else "ag2",
+        )
+
+
+def test_find_records_filters_combine(store: Store) -> None:
+    _fill_for_find(store)
+    assert [r.seq for r in store.find_records(action_id="a1")] == [4, 5, 6]
+    assert [r.seq for r in store.find_records(task_id="t-odd", kinds=(RecordKind.RESULT,))] == [
+        6,
+        12,
+    ]
+    assert [r.seq for r in store.find_records(agent_id="ag2", kinds=(RecordKind.INTENT,))] == [
+        7,
+        10,
+    ]
+    kinds = (RecordKind.INTENT, RecordKind.RESULT)
+    assert len(store.find_records(kinds=kinds)) == 8
+    assert store.find_records(action_id="nope") == []
+
+
+def test_find_records_by_time_is_half_open(store: Store) -> None:
+    _fill_for_find(store)
+    found = store.find_records(since=T0 + timedelta(seconds=3), until=T0 + timedelta(seconds=6))
+    assert [r.seq for r in found] == [4, 5, 6]
+    in_ist = store.find_records(since=(T0 + timedelta(seconds=11)).astimezone(IST))
+    assert [r.seq for r in in_ist] == [12]
+    with pytest.raises(InvalidInput):
+        store.find_records(since=T0.replace(tzinfo=None))
+
+
+def test_find_records_pages_by_seq(store: Store) -> None:
+    _fill_for_find(store)
+    first = store.find_records(limit=5)
+    second = store.find_records(after_seq=first[-1].seq, limit=5)
+    third = store.find_records(after_seq=second[-1].seq, limit=5)
+    assert [r.seq for r in first + second + third] == list(range(1, 13))
+    assert first[0] == next(iter(store.records()))  # the same records `records` yields
+    for bad in (0, -1, 10_001):
+        with pytest.raises(InvalidInput):
+            store.find_records(limit=bad)
