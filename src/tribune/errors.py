@@ -126,9 +126,11 @@ class PolicyEvaluationError(TribuneError):
 
 
 class StoreError(TribuneError):
-    """The store failed or is unreachable."""
+    """The store failed or is unreachable. ``detail`` holds the driver's first line for
+    operators (logs, the CLI); edges must not send it to callers (it may name hosts)."""
 
     code = "store_unavailable"
+    detail: str = ""
 
 
 class AuditIntegrityError(TribuneError):

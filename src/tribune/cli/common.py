@@ -54,6 +54,9 @@ def fail(error: TribuneError) -> typer.Exit:
         err_console.print(f"  {problem}", highlight=False, markup=False, soft_wrap=True)
     if error.hint:
         err_console.print(f"  hint: {error.hint}", highlight=False, markup=False, soft_wrap=True)
+    detail = getattr(error, "detail", "")
+    if detail:
+        err_console.print(f"  detail: {detail}", highlight=False, markup=False, soft_wrap=True)
     return typer.Exit(exit_code_for(error))
 
 

@@ -7,6 +7,8 @@ Nothing below the edges knows HTTP; this is the one mapping. Unexpected exceptio
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -64,22 +66,49 @@ def status_of(exc: TribuneError) -> int:
     return 400
 
 
-def problem(status: int, code: str, message: str, hint: str | None = None) -> JSONResponse:
+def problem(
+    status: int,
+    code: str,
+    message: str,
+    hint: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
     body: dict[str, Any] = {"code": code, "message": message}
     if hint:
         body["hint"] = hint
-    return respond(status, body)
+    return respond(status, body, headers)
 
 
-def respond(status: int, body: dict[str, Any]) -> JSONResponse:
+def respond(
+    status: int, body: dict[str, Any], headers: Mapping[str, str] | None = None
+) -> JSONResponse:
     ERRORS.labels(str(body.get("code"))).inc()
-    headers = {"WWW-Authenticate": 'Bearer realm="tribune"'} if status == 401 else None
-    return JSONResponse(body, status_code=status, headers=headers)
+    out = dict(headers or {})
+    if status == 401:
+        out["WWW-Authenticate"] = 'Bearer realm="tribune"'
+    return JSONResponse(body, status_code=status, headers=out or None)
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods the OpenAPI document lists for ``path`` (matched against its templates)."""
+    table: list[tuple[re.Pattern[str], list[str]]] | None = getattr(app.state, "allow", None)
+    if table is None:
+        table = [
+            (
+                re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(t)) + "$"),
+                [m.upper() for m in ops],
+            )
+            for t, ops in app.openapi()["paths"].items()
+        ]
+        app.state.allow = table
+    return sorted({m for pattern, ops in table if pattern.match(path) for m in ops})
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(TribuneError)
     async def tribune_error(_: Request, exc: TribuneError) -> JSONResponse:
+        if isinstance(exc, StoreError):
+            log.warning("store unavailable: %s", exc.detail or exc.message)
         return respond(status_of(exc), exc.to_dict())
 
     @app.exception_handler(RequestValidationError)
@@ -90,9 +119,12 @@ def install(app: FastAPI) -> None:
         return problem(422, "invalid_request", message[:300], "see /openapi.json")
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = HTTP_CODES.get(exc.status_code, "http_error")
-        return problem(exc.status_code, code, str(exc.detail).lower())
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not just the first route's
+            headers["Allow"] = ", ".join(allowed_methods(app, request.url.path))
+        return problem(exc.status_code, code, str(exc.detail).lower(), headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -6,10 +6,12 @@ by the ``*_out`` functions in the route modules, never by serialising internals 
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 PathName = Annotated[str, Path(min_length=1, max_length=128, pattern=NAME_PATTERN)]
@@ -23,7 +25,9 @@ Pointer = Annotated[str, Field(max_length=512)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Request bodies: unknown fields rejected, no coercion (`0` is not `false`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Problem(BaseModel):
@@ -33,6 +37,21 @@ class Problem(BaseModel):
     message: str
     hint: str | None = None
     problems: list[str] | None = Field(None, description="each problem found (policy errors)")
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": Problem, "description": description}
+    for status, description in (
+        (400, "invalid input (a value the domain refuses)"),
+        (401, "no valid API key"),
+        (403, "the key's role or agent may not do this"),
+        (404, "not found (or not the calling agent's)"),
+        (409, "conflicts with stored state"),
+        (413, "request body over 2 MiB"),
+        (422, "the request does not match this schema"),
+        (503, "the store is unavailable: nothing was decided or changed"),
+    )
+}
 
 
 # ----------------------------------------------------------------------------- people, agents
@@ -295,6 +314,18 @@ class ResultOut(BaseModel):
 
 
 # ----------------------------------------------------------------------------- audit
+
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def _iso_only(value: Any) -> Any:
+    """A time in a query must be ISO 8601 text, as documented: not a Unix number."""
+    if isinstance(value, str) and not ISO_DATE.match(value):
+        raise ValueError("expected an ISO 8601 date-time such as 2026-11-28T12:00:00Z")
+    return value
+
+
+IsoTime = Annotated[datetime, BeforeValidator(_iso_only)]
 
 
 class RecordOut(BaseModel):

@@ -141,11 +141,14 @@ def translate_errors() -> Iterator[None]:
 
 
 def _store_error(e: BaseException) -> StoreError:
-    first = (str(e).strip().splitlines() or [""])[0][:200]
-    return StoreError(
+    # The driver's words may name hosts, ports, users or databases: they go to ``detail``
+    # (for the operator's log and the CLI), never into the message or hint a caller sees.
+    error = StoreError(
         f"store operation failed: {type(e).__name__}",
-        hint=first or None,
+        hint="the store did not answer; nothing was decided or changed",
     )
+    error.detail = (str(e).strip().splitlines() or [""])[0][:200]
+    return error
 
 
 @contextmanager

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -13,7 +12,7 @@ from tribune.http.convert import record_out
 from tribune.http.security import allow, tribune
 from tribune.services.access import Caller
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=m.ERROR_RESPONSES)
 auditors = Depends(allow(Role.ADMIN, Role.AUDITOR))
 
 KindName = RecordKind  # query values are the record kinds' names
@@ -27,8 +26,8 @@ def records(
     task: Annotated[str | None, Query(max_length=128)] = None,
     agent: Annotated[str | None, Query(max_length=512)] = None,
     action: Annotated[str | None, Query(max_length=128)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: m.IsoTime | None = None,
+    until: m.IsoTime | None = None,
     tr: Any = Depends(tribune),
     _: Caller = auditors,
 ) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from tribune.http.metrics import observe_decision
 from tribune.http.security import allow, own_task, tribune
 from tribune.services.access import Caller
 
-router = APIRouter(prefix="/access/v1", tags=["authzen"])
+router = APIRouter(prefix="/access/v1", tags=["authzen"], responses=m.ERROR_RESPONSES)
 actors = Depends(allow(Role.ADMIN, Role.AGENT))
 ACTIONS = frozenset({"call", "tools/call", "can_call"})
 

@@ -21,7 +21,7 @@ from tribune.http.metrics import observe_decision
 from tribune.http.security import allow, own_task, tribune
 from tribune.services.access import Caller
 
-router = APIRouter(prefix="/v1", tags=["decisions"])
+router = APIRouter(prefix="/v1", tags=["decisions"], responses=m.ERROR_RESPONSES)
 actors = Depends(allow(Role.ADMIN, Role.AGENT))
 
 

@@ -12,7 +12,7 @@ from tribune.http.convert import ts
 from tribune.http.security import allow, authenticate, tribune
 from tribune.services.access import Caller
 
-router = APIRouter(prefix="/v1", tags=["access"])
+router = APIRouter(prefix="/v1", tags=["access"], responses=m.ERROR_RESPONSES)
 admin = Depends(allow(Role.ADMIN))
 
 

@@ -13,7 +13,7 @@ from tribune.http.convert import ts
 from tribune.http.security import allow, tribune
 from tribune.services.access import Caller
 
-router = APIRouter(prefix="/v1/policies", tags=["policies"])
+router = APIRouter(prefix="/v1/policies", tags=["policies"], responses=m.ERROR_RESPONSES)
 admin = Depends(allow(Role.ADMIN))
 readers = Depends(allow(Role.ADMIN, Role.AUDITOR))
 

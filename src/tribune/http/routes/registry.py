@@ -23,7 +23,7 @@ def user_out(u: User) -> dict[str, Any]:
     }
 
 
-router = APIRouter(prefix="/v1", tags=["registry"])
+router = APIRouter(prefix="/v1", tags=["registry"], responses=m.ERROR_RESPONSES)
 admin = Depends(allow(Role.ADMIN))
 readers = Depends(allow(Role.ADMIN, Role.AUDITOR, Role.APPROVER))
 

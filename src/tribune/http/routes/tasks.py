@@ -13,7 +13,7 @@ from tribune.http.security import allow, own_agent, own_task, tribune
 from tribune.services.access import Caller
 from tribune.services.tasks import ScopeRequest
 
-router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"], responses=m.ERROR_RESPONSES)
 actors = Depends(allow(Role.ADMIN, Role.AGENT))
 readers = Depends(allow(Role.ADMIN, Role.AUDITOR, Role.APPROVER, Role.AGENT))
 
