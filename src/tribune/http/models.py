@@ -88,8 +88,9 @@ class EntitlementsOut(BaseModel):
 class AgentIn(Strict):
     name: Name
     owner: Annotated[
-        str, Field(min_length=3, max_length=140, description="user:NAME or group:NAME")
-    ]
+        str,
+        Field(max_length=140, pattern=r"^(user|group):[A-Za-z0-9][A-Za-z0-9_.\-]*$"),
+    ] = Field(description="user:NAME or group:NAME")
     purpose: Annotated[str, Field(min_length=1, max_length=4096)]
     environment: Name
     entitlements: EntitlementsIn = EntitlementsIn()
@@ -400,7 +401,9 @@ class PolicyCheckOut(BaseModel):
 
 
 class KeyIn(Strict):
-    principal: Annotated[str, Field(min_length=3, max_length=600)]
+    principal: Annotated[str, Field(max_length=600, pattern=r"^(user|agent):[^\s]+$")] = Field(
+        description="user:NAME, or agent:NAME or agent:SPIFFE-ID"
+    )
     role: Literal["admin", "approver", "auditor", "agent"]
     note: Annotated[str, Field(max_length=256)] = ""
     ttl: Annotated[int, Field(ge=60, le=10 * 365 * 86400)] | None = None
