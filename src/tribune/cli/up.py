@@ -21,6 +21,9 @@ def up(
         typer.Option("--private-metrics", help="Require an admin/auditor key for /metrics."),
     ] = False,
     log_format: Annotated[str, typer.Option(help="json or text.")] = "json",
+    log_level: Annotated[
+        str, typer.Option(help="info logs every request; warning only problems.")
+    ] = "info",
     otel: Annotated[
         bool, typer.Option("--otel", help="OpenTelemetry traces (needs tribune[otel]).")
     ] = False,
@@ -32,6 +35,8 @@ def up(
 
     if log_format not in ("json", "text"):
         raise typer.BadParameter("--log-format must be json or text")
+    if log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise typer.BadParameter("--log-level must be debug, info, warning or error")
     path = resolve_home(home)
     with errors(), open_tribune(path, create=True) as tr:
         token = tr.access.ensure_admin()
@@ -48,6 +53,7 @@ def up(
             workers=workers,
             public_metrics=not private_metrics,
             log_format=log_format,
+            log_level=log_level.lower(),
             tracing=otel,
         )
     )

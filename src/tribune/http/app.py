@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 
 import tribune as tribune_pkg
 from tribune.core.model import Role
-from tribune.http import errors, metrics
+from tribune.http import errors, fast, metrics
 from tribune.http import models as m
 from tribune.http.routes import audit, authzen, decisions, keys, policies, registry, tasks
 from tribune.http.security import allow
@@ -34,7 +34,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def create_app(tr: Any, *, public_metrics: bool = True) -> FastAPI:
+def create_app(tr: Any, *, public_metrics: bool = True, fast_paths: bool = True) -> FastAPI:
     app = FastAPI(
         title="Tribune",
         version=tribune_pkg.__version__,
@@ -93,7 +93,7 @@ def create_app(tr: Any, *, public_metrics: bool = True) -> FastAPI:
         body, content_type = metrics.render(tr.store)
         return Response(body, media_type=content_type)
 
-    app.add_middleware(Edge)
+    app.add_middleware(Edge, tr=tr, state=app.state, fast_paths=fast_paths)
     return app
 
 
@@ -101,8 +101,16 @@ class Edge:
     """Outermost middleware: bounds request bodies, measures and logs each request (route
     template, status, duration, caller key id; never bodies, queries or headers)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, tr: Any, state: Any, fast_paths: bool = True) -> None:
         self.app = app
+        self.tr = tr
+        self.state = state
+        self.fast_paths = fast_paths
+
+    @property
+    def fast(self) -> bool:
+        """Serve decisions with ``fast.decide`` (not while tracing: spans come from FastAPI)."""
+        return self.fast_paths and getattr(self.state, "annotate", None) is None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -115,6 +123,10 @@ class Edge:
         if declared is not None and declared > MAX_BODY_BYTES:
             await _too_large(send)
             _observe(scope, 413, started)
+            return
+        if scope["path"] == fast.PATH and scope["method"] == "POST" and self.fast:
+            status = await fast.decide(self.tr, scope, receive, send, MAX_BODY_BYTES)
+            _observe(scope, status, started, fast.PATH)
             return
 
         cut = False
@@ -171,9 +183,9 @@ async def _too_large(send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _observe(scope: Scope, status: int, started: float) -> None:
+def _observe(scope: Scope, status: int, started: float, route: str | None = None) -> None:
     elapsed = time.perf_counter() - started
-    route = getattr(scope.get("route"), "path", None) or "unmatched"
+    route = route or getattr(scope.get("route"), "path", None) or "unmatched"
     metrics.REQUESTS.labels(route, scope["method"], str(status)).inc()
     metrics.REQUEST_SECONDS.labels(route).observe(elapsed)
     if log.isEnabledFor(logging.INFO):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -104,6 +104,13 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
     return sorted({m for pattern, ops in table if pattern.match(path) for m in ops})
 
 
+def validation_message(errors: Sequence[Any]) -> str:
+    """The first schema error as ```where`: what``, lowercase, bounded."""
+    first = errors[0] if errors else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    return f"`{where}`: {first.get('msg', 'invalid')}".lower()[:300]
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(TribuneError)
     async def tribune_error(_: Request, exc: TribuneError) -> JSONResponse:
@@ -113,10 +120,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
-        message = f"`{where}`: {first.get('msg', 'invalid')}".lower()
-        return problem(422, "invalid_request", message[:300], "see /openapi.json")
+        message = validation_message(exc.errors())
+        return problem(422, "invalid_request", message, "see /openapi.json")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:

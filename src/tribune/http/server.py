@@ -24,6 +24,7 @@ from fastapi import FastAPI
 HOME_ENV = "TRIBUNE_HOME"
 PRIVATE_METRICS_ENV = "TRIBUNE_PRIVATE_METRICS"
 TRACING_ENV = "TRIBUNE_OTEL"
+FAST_PATHS_ENV = "TRIBUNE_FAST_PATHS"
 LOG_ENV = "TRIBUNE_LOG"  # "<format>:<level>", set by serve() for the worker processes
 
 
@@ -48,7 +49,12 @@ def factory() -> FastAPI:
         fmt, _, level = os.environ[LOG_ENV].partition(":")
         configure_logging(fmt, level or "info")
     tr = open_tribune(os.environ[HOME_ENV])
-    app = create_app(tr, public_metrics=os.environ.get(PRIVATE_METRICS_ENV) != "1")
+    app = create_app(
+        tr,
+        public_metrics=os.environ.get(PRIVATE_METRICS_ENV) != "1",
+        # "0" serves decisions through the framework route (benchmarks compare the two)
+        fast_paths=os.environ.get(FAST_PATHS_ENV) != "0",
+    )
     provider = None
     if os.environ.get(TRACING_ENV) == "1":
         from tribune.http.tracing import instrument
