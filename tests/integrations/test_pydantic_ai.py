@@ -30,42 +30,19 @@ from pydantic_ai.messages import (
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.tools import ToolDefinition
 
-import tribune
-from tribune import Entitlements, ExtractorSpec, RiskFacts, Tool
 from tribune.bootstrap import Tribune
 from tribune.core.canonical import keyed_digest
 from tribune.errors import InvalidInput
 from tribune.integrations.pydantic_ai import TribuneCapability
+
+from .agent_world import open_home
 
 NAMES = {"crm_read": "crm.read", "email_send": "email.send"}
 
 
 @pytest.fixture
 def tr(tmp_path: Path) -> Iterator[Tribune]:
-    opened = tribune.open(tmp_path / "home")
-    reg = opened.registry
-    reg.add_group("support")
-    reg.add_user("alice", email="alice@example.com", groups=("support",))
-    reg.register_tool(Tool("crm.read", risk=RiskFacts(read_only=True), groups=("crm",)))
-    reg.register_tool(
-        Tool(
-            "email.send",
-            risk=RiskFacts(read_only=False, open_world=True),
-            groups=("email",),
-            extractors=(ExtractorSpec("email", "/to", role="recipient", target=True),),
-        )
-    )
-    reg.register_agent(
-        "bot",
-        owner="user:alice",
-        purpose="tests",
-        environment="development",
-        entitlements=Entitlements(
-            tools=frozenset({"crm.read", "email.send"}), environments=frozenset({"development"})
-        ),
-    )
-    yield opened
-    opened.close()
+    yield from open_home(tmp_path)
 
 
 class Script:
