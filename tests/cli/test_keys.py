@@ -1,8 +1,4 @@
-"""`tribune keys create|list|revoke`.
-
-The commands run in a root app of their own holding ``keys``, so these tests do not depend on
-how ``tribune.cli.main`` registers the group.
-"""
+"""`tribune keys create|list|revoke`, run through the real `tribune` app."""
 
 from __future__ import annotations
 
@@ -10,17 +6,13 @@ import json
 from typing import Any
 
 import pytest
-import typer
 from typer.testing import Result
 
 from tribune.bootstrap import open_tribune
-from tribune.cli.keys import keys
+from tribune.cli.main import app as root
 from tribune.errors import Unauthenticated
 
 from .conftest import Cli
-
-root = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-root.add_typer(keys, name="keys")
 
 
 def run(cli: Cli, *args: str, code: int = 0) -> Result:
