@@ -20,6 +20,7 @@ from tribune.crypto import (
     load_or_create_secret,
 )
 from tribune.crypto.keys import load_public_keys, save_public_key
+from tribune.crypto.token_keys import TokenKeys
 from tribune.errors import ConfigError
 from tribune.policy.bundle import default_pack
 from tribune.ports import Clock, Ids, Store
@@ -31,6 +32,7 @@ from tribune.services.governor import Governor
 from tribune.services.policies import PolicyService
 from tribune.services.registry import RegistryService
 from tribune.services.tasks import TaskService
+from tribune.services.tokens import TokenService
 from tribune.store import open_store
 from tribune.system import SystemClock, TimeOrderedIds
 
@@ -146,6 +148,15 @@ class Tribune(Governed):
             default_ttl=settings.default_task_ttl,
             max_ttl=settings.max_task_ttl,
             digest_key=digest_key,
+        )
+        # Task tokens: old keys verify for a day past the longest token lifetime after rotation.
+        self.tokens = TokenService(
+            store,
+            self.clock,
+            TokenKeys(keys / "tokens", self.clock, retire_after=settings.max_task_ttl + 86400),
+            issuer=f"spiffe://{settings.trust_domain}/tribune",
+            audience=f"spiffe://{settings.trust_domain}/tribune",
+            max_ttl=settings.max_task_ttl,
         )
         self.policies = PolicyService(
             store, self.clock, self.ids, self.audit, digest_key=digest_key

@@ -17,7 +17,13 @@ def store_url(tmp_path: Path) -> str:
     return f"sqlite://{tmp_path / 'tribune.db'}"
 
 
-PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/openapi.json"), ("GET", "/metrics")}
+PUBLIC = {
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/.well-known/jwks.json"),
+    ("GET", "/openapi.json"),
+    ("GET", "/metrics"),
+}
 ROLES = ("admin", "auditor", "approver", "helper")  # helper: an agent's key
 
 # (method, path, body, roles that pass the role check)

@@ -2,8 +2,9 @@
 
     app = create_app(tribune.open(home))
 
-Public routes (no credential): ``/healthz``, ``/readyz``, ``/openapi.json``, ``/metrics``
-(unless configured private). Everything else needs an API key and a role (see ``security``).
+Public routes (no credential): ``/healthz``, ``/readyz``, ``/.well-known/jwks.json``,
+``/openapi.json``, ``/metrics`` (unless configured private). Everything else needs an API key
+and a role (see ``security``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,13 @@ def create_app(tr: Any, *, public_metrics: bool = True, fast_paths: bool = True)
     async def healthz() -> dict[str, Any]:
         """The process is up (it does not touch the store)."""
         return {"status": "ok", "version": tribune_pkg.__version__, "checks": {}}
+
+    @app.get("/.well-known/jwks.json", response_model=m.Jwks, tags=["system"])
+    def jwks(response: Response) -> dict[str, Any]:
+        """The public keys that verify task tokens, old ones included until they retire."""
+        response.headers["Cache-Control"] = "public, max-age=300"
+        keys: dict[str, Any] = tr.tokens.keys.jwks()
+        return keys
 
     @app.get(
         "/readyz",
@@ -169,6 +177,7 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _too_large(send: Send) -> None:
+    metrics.ERRORS.labels("request_too_large").inc()
     body = b'{"code":"request_too_large","message":"request body over 2 MiB"}'
     await send(
         {

@@ -252,6 +252,12 @@ class TaskOut(BaseModel):
     ended_at: str | None
 
 
+class TaskStarted(TaskOut):
+    """A task just started, with its task token (a JWT, EdDSA; verify it with the JWKS)."""
+
+    token: str
+
+
 # ----------------------------------------------------------------------------- decisions
 
 JsonObject = dict[str, Any]
@@ -490,6 +496,21 @@ class AzEvaluationsOut(BaseModel):
 
 
 # ----------------------------------------------------------------------------- system
+
+
+class Jwk(BaseModel):
+    kty: Literal["OKP"]
+    crv: Literal["Ed25519"]
+    x: str
+    kid: str
+    use: Literal["sig"]
+    alg: Literal["EdDSA"]
+
+
+class Jwks(BaseModel):
+    """The keys that verify task tokens (RFC 7517)."""
+
+    keys: list[Jwk]
 
 
 class Health(BaseModel):

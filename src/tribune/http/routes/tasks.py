@@ -1,4 +1,4 @@
-"""Tasks: start (within the agent's entitlements), read, list, end."""
+"""Tasks: start (within the agent's entitlements; returns the task token), read, list, end."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ actors = Depends(allow(Role.ADMIN, Role.AGENT))
 readers = Depends(allow(Role.ADMIN, Role.AUDITOR, Role.APPROVER, Role.AGENT))
 
 
-@router.post("", response_model=m.TaskOut, status_code=201)
+@router.post("", response_model=m.TaskStarted, status_code=201)
 def start_task(
     body: m.TaskIn, tr: Any = Depends(tribune), caller: Caller = actors
 ) -> dict[str, Any]:
@@ -34,7 +34,9 @@ def start_task(
         open_scope=body.open_scope,
     )
     task = tr.tasks.start(agent, request, ttl=body.ttl)
-    return task_out(task, tr.clock.now())
+    started_by = tr.registry.resolve_agent(task.agent_id)
+    token = tr.tokens.issue(task, started_by, str(started_by.owner))
+    return {**task_out(task, tr.clock.now()), "token": token}
 
 
 @router.get("", response_model=list[m.TaskOut])
