@@ -83,7 +83,11 @@ def test_a_second_init_keeps_edits_and_changes_nothing(tmp_path: Path) -> None:
     policy = home / "policies" / "permits.cedar"
     policy.write_text(policy.read_text(encoding="utf-8") + "\n// my edit\n", encoding="utf-8")
     (home / "policies" / "guards.cedar").unlink()  # a deleted pack file stays deleted
-    keys = {p.name: p.read_bytes() for p in (home / "keys").iterdir()}
+    keys = {
+        p.relative_to(home / "keys").as_posix(): p.read_bytes()
+        for p in (home / "keys").rglob("*")
+        if p.is_file()
+    }
     with open_tribune(home) as tr:
         first = tr.store.active_policy_version()
         tr.registry.add_group("kept")
@@ -94,7 +98,11 @@ def test_a_second_init_keeps_edits_and_changes_nothing(tmp_path: Path) -> None:
     assert "# my note" in config.read_text(encoding="utf-8")
     assert policy.read_text(encoding="utf-8").endswith("// my edit\n")
     assert not (home / "policies" / "guards.cedar").exists()
-    assert {p.name: p.read_bytes() for p in (home / "keys").iterdir()} == keys
+    assert {
+        p.relative_to(home / "keys").as_posix(): p.read_bytes()
+        for p in (home / "keys").rglob("*")
+        if p.is_file()
+    } == keys
     with open_tribune(home) as tr:
         assert tr.settings.checkpoint_every == 7
         assert tr.store.get_group("kept") is not None

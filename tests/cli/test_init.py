@@ -35,9 +35,9 @@ def test_init_creates_a_complete_home(tmp_path: Path, runner: CliRunner) -> None
     for name, text in shipped.items():
         assert (home / "policies" / name).read_text(encoding="utf-8") == text, name
     # The signing key is private; its public half sits next to it.
-    keys = list((home / "keys").iterdir())
-    private = [k for k in keys if not k.name.endswith(".pub.pem")]
-    assert sorted(k.name for k in private) == ["digest.secret", "signing.key.pem"]
+    keys = [p for p in (home / "keys").rglob("*") if p.is_file()]
+    private = [k for k in keys if not k.name.endswith(".pub.pem") and k.suffix != ".json"]
+    assert sorted(k.name for k in private) == ["active.key.pem", "digest.secret", "signing.key.pem"]
     assert all(stat.S_IMODE(k.stat().st_mode) == 0o600 for k in private)
     assert any(k.name.endswith(".pub.pem") for k in keys)
     # One policy version, active.
@@ -46,7 +46,11 @@ def test_init_creates_a_complete_home(tmp_path: Path, runner: CliRunner) -> None
 
 
 def test_init_twice_is_harmless(cli: Cli) -> None:
-    keys_before = {p.name: p.read_bytes() for p in (cli.home / "keys").iterdir()}
+    keys_before = {
+        p.relative_to(cli.home / "keys").as_posix(): p.read_bytes()
+        for p in (cli.home / "keys").rglob("*")
+        if p.is_file()
+    }
     versions_before = _policy_versions(cli.home / "tribune.db")
     config_before = (cli.home / "tribune.toml").read_text(encoding="utf-8")
     edited = cli.home / "policies" / "permits.cedar"
@@ -55,7 +59,11 @@ def test_init_twice_is_harmless(cli: Cli) -> None:
     result = cli("init")
 
     assert result.exit_code == 0, result.output
-    assert {p.name: p.read_bytes() for p in (cli.home / "keys").iterdir()} == keys_before
+    assert {
+        p.relative_to(cli.home / "keys").as_posix(): p.read_bytes()
+        for p in (cli.home / "keys").rglob("*")
+        if p.is_file()
+    } == keys_before
     assert _policy_versions(cli.home / "tribune.db") == versions_before
     assert (cli.home / "tribune.toml").read_text(encoding="utf-8") == config_before
     assert edited.read_text(encoding="utf-8").endswith("// my edit\n")  # not overwritten

@@ -442,13 +442,21 @@ def test_open_creates_a_home_on_first_use_and_reuses_it(tmp_path: Path) -> None:
         version = tr.store.active_policy_version()
         assert version is not None
         tr.registry.add_group("ops")
-    keys = {p.name: p.read_bytes() for p in (home / "keys").iterdir()}
+    keys = {
+        p.relative_to(home / "keys").as_posix(): p.read_bytes()
+        for p in (home / "keys").rglob("*")
+        if p.is_file()
+    }
     with tribune.open(home) as again:
         reused = again.store.active_policy_version()
         assert reused is not None and reused.id == version.id
         assert again.store.get_group("ops") is not None
         assert len(again.store.list_policy_versions()) == 1
-    assert {p.name: p.read_bytes() for p in (home / "keys").iterdir()} == keys
+    assert {
+        p.relative_to(home / "keys").as_posix(): p.read_bytes()
+        for p in (home / "keys").rglob("*")
+        if p.is_file()
+    } == keys
 
 
 def test_open_defaults_to_tribune_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
