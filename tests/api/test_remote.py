@@ -238,10 +238,11 @@ def test_a_wrong_key_or_a_dead_service_fails_closed(server: Server) -> None:
         ran.append(customer_id)
 
     with pytest.raises(TribuneError) as err:
-        read_customer(
-            "1",
-        )  # no task: refused before any network call
+        read_customer("1")  # no task: refused before any network call
     assert err.value.code == "invalid_input"
+    with pytest.raises(TribuneError) as err:  # a lone name is not read letter by letter
+        dead.start_task("helper", purpose="p", tools="crm.read")  # type: ignore[arg-type]
+    assert err.value.code == "invalid_input" and "must be a list" in err.value.message
     with pytest.raises(TribuneError) as err:
         dead.check("crm.read", {}, task="t")
     assert err.value.code == "service_unavailable"

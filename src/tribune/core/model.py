@@ -223,6 +223,15 @@ class RiskFacts:
     def reversible(self) -> bool:
         return not self.read_only and not self.destructive
 
+    def to_dict(self) -> dict[str, bool]:
+        return {
+            "read_only": self.read_only,
+            "destructive": self.destructive,
+            "idempotent": self.idempotent,
+            "open_world": self.open_world,
+            "untrusted_output": self.untrusted_output,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class ExtractorSpec:

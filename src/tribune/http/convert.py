@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import orjson
+
+from tribune.core.audit import ts_text
 from tribune.core.model import (
     Agent,
     AuditRecord,
@@ -20,7 +23,8 @@ from tribune.http import models as m
 
 
 def ts(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+    """Times on the wire have the audit log's one text form (UTC, microseconds, ``Z``)."""
+    return ts_text(value) if value is not None else None
 
 
 def limits_out(limits: Limits) -> dict[str, Any]:
@@ -91,18 +95,11 @@ def tool_in(name: str, data: m.ToolIn) -> Tool:
 
 
 def tool_out(tool: Tool) -> dict[str, Any]:
-    r = tool.risk
     return {
         "name": tool.name,
         "description": tool.description,
         "input_schema": tool.input_schema,
-        "risk": {
-            "read_only": r.read_only,
-            "destructive": r.destructive,
-            "idempotent": r.idempotent,
-            "open_world": r.open_world,
-            "untrusted_output": r.untrusted_output,
-        },
+        "risk": tool.risk.to_dict(),
         "groups": list(tool.groups),
         "extractors": [
             {
@@ -162,8 +159,6 @@ def verdict_out(verdict: Verdict) -> dict[str, Any]:
 
 
 def record_out(record: AuditRecord) -> dict[str, Any]:
-    import orjson
-
     return {
         "seq": record.seq,
         "kind": record.kind.value,

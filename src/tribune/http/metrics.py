@@ -13,6 +13,7 @@ from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Histogram,
@@ -80,14 +81,12 @@ class AuditLag(Collector):
 
 def render(store: Any) -> tuple[bytes, str]:
     """The exposition text for this process (or all workers, in multiprocess mode)."""
-    registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
+        registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
-        from prometheus_client import REGISTRY
-
         registry = REGISTRY
     text = generate_latest(registry)
     extra = CollectorRegistry()

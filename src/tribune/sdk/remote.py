@@ -44,6 +44,7 @@ from tribune.errors import (
     UnknownTask,
 )
 from tribune.sdk.governed import Governed
+from tribune.services.tasks import name_list
 
 MAX_OUTPUT_BYTES = 1 << 20
 ERRORS: dict[str, type[TribuneError]] = {
@@ -241,9 +242,9 @@ def _task_body(agent: str, scope: Mapping[str, Any], ttl: int | None) -> dict[st
     body: dict[str, Any] = {
         "agent": agent,
         "purpose": scope["purpose"],
-        "tools": _listed("tools", scope.get("tools", ())),
-        "tool_groups": _listed("tool_groups", scope.get("tool_groups", ())),
-        "targets": _listed("targets", scope.get("targets", ())),
+        "tools": list(name_list("tools", scope.get("tools", ()))),
+        "tool_groups": list(name_list("tool groups", scope.get("tool_groups", ()))),
+        "targets": list(name_list("targets", scope.get("targets", ()))),
         "literals": dict(scope.get("literals") or {}),
         "environment": scope.get("environment"),
         "limits": {
@@ -256,12 +257,6 @@ def _task_body(agent: str, scope: Mapping[str, Any], ttl: int | None) -> dict[st
     if ttl is not None:
         body["ttl"] = ttl
     return body
-
-
-def _listed(name: str, values: Any) -> list[str]:
-    if isinstance(values, str | bytes):
-        raise InvalidInput(f"{name} must be a list, not `{values!r}`", hint=f"write [{values!r}]")
-    return list(values)
 
 
 def _decision_body(

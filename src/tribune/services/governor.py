@@ -443,15 +443,7 @@ class Governor:
 def _risk(tool: Tool | None) -> dict[str, Any] | None:
     if tool is None:
         return None
-    r = tool.risk
-    return {
-        "read_only": r.read_only,
-        "destructive": r.destructive,
-        "idempotent": r.idempotent,
-        "open_world": r.open_world,
-        "untrusted_output": r.untrusted_output,
-        "groups": list(tool.groups),
-    }
+    return {**tool.risk.to_dict(), "groups": list(tool.groups)}
 
 
 def _summary(context: dict[str, Any] | None) -> dict[str, Any] | None:

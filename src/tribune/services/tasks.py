@@ -52,7 +52,7 @@ def literal_digest(value: str, key: bytes | None = None) -> str:
     return hmac.new(key, data, hashlib.sha256).hexdigest()
 
 
-def _many(kind: str, values: Iterable[str]) -> tuple[str, ...]:
+def name_list(kind: str, values: Iterable[str]) -> tuple[str, ...]:
     """``values`` as a tuple; a lone string is refused (it would be read letter by letter)."""
     if isinstance(values, str | bytes):
         raise InvalidInput(f"{kind} must be a list, not `{values!r}`", hint=f'write ["{values}"]')
@@ -133,16 +133,16 @@ class TaskService:
         normalise = self.normalise
         assert callable(normalise)
         try:
-            targets = frozenset(normalise(t) for t in _many("targets", request.targets))
+            targets = frozenset(normalise(t) for t in name_list("targets", request.targets))
         except InvalidInput:
             raise
         except Exception as exc:
             raise InvalidInput(f"invalid target in scope: {exc}") from None
         scope = Scope(
             purpose=request.purpose.strip(),
-            tools=frozenset(check_name("tool", t) for t in _many("tools", request.tools)),
+            tools=frozenset(check_name("tool", t) for t in name_list("tools", request.tools)),
             tool_groups=frozenset(
-                check_name("tool group", g) for g in _many("tool groups", request.tool_groups)
+                check_name("tool group", g) for g in name_list("tool groups", request.tool_groups)
             ),
             targets=targets,
             literal_digests=_literals(request.literals, self.digest_key),
