@@ -10,14 +10,18 @@ from typing import Protocol
 
 from tribune.core.model import (
     Agent,
+    AgentKey,
     AgentStatus,
     ApiKey,
     AuditEntry,
     AuditRecord,
     Checkpoint,
     Group,
+    Lease,
+    LeaseState,
     PolicyVersion,
     RecordKind,
+    SealedSecret,
     SessionState,
     Task,
     Tool,
@@ -190,7 +194,72 @@ class AuditLog(Protocol):
     def checkpoints(self) -> list[Checkpoint]: ...
 
 
-class Store(Registry, ApiKeys, TaskStore, PolicyStore, DirectoryStore, AuditLog, Protocol):
+class Credentials(Protocol):
+    """Agents' public keys, single-use and revoked token ids, leases and sealed secrets."""
+
+    def add_agent_key(self, key: AgentKey) -> None:
+        """Insert a key; ``Conflict`` if the agent already has this kid."""
+        ...
+
+    def list_agent_keys(self, agent_id: str) -> list[AgentKey]:
+        """The agent's keys, oldest first, revoked ones included."""
+        ...
+
+    def revoke_agent_key(self, agent_id: str, kid: str, at: datetime) -> bool:
+        """Mark the key revoked; False (nothing changed) if missing or already revoked."""
+        ...
+
+    def use_jti(self, issuer: str, jti: str, expires_at: datetime) -> bool:
+        """Record a single-use token id; False if ``(issuer, jti)`` was seen before. Atomic:
+        of two racing calls exactly one gets True."""
+        ...
+
+    def revoke_token(self, jti: str, expires_at: datetime, at: datetime) -> bool:
+        """Put a token id on the revocation list; False if it was already there."""
+        ...
+
+    def token_revoked(self, jti: str) -> bool: ...
+
+    def prune_token_ids(self, before: datetime) -> int:
+        """Forget used and revoked ids of tokens that expired before ``before``; their count."""
+        ...
+
+    def add_lease(self, lease: Lease) -> None:
+        """Insert a new lease; ``Conflict`` if the id exists, ``UnknownTask`` without its task."""
+        ...
+
+    def get_lease(self, lease_id: str) -> Lease | None: ...
+
+    def list_leases(
+        self,
+        *,
+        task_ids: Sequence[str] | None = None,
+        state: LeaseState | None = None,
+        expired_at: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[Lease]:
+        """Leases, oldest first, matching every filter given: among ``task_ids``; in ``state``;
+        with ``expired_at``, only those whose expiry is at or before it."""
+        ...
+
+    def replace_lease(self, lease: Lease, expected: LeaseState) -> bool:
+        """Store ``lease`` over the one with its id if that one is still in ``expected`` state
+        and has the same task and issue time (compare and set); False, nothing changed,
+        otherwise."""
+        ...
+
+    def put_secret(self, secret: SealedSecret) -> None:
+        """Insert or replace a sealed secret by name."""
+        ...
+
+    def get_secret(self, name: str) -> SealedSecret | None: ...
+    def list_secrets(self) -> list[SealedSecret]: ...
+    def delete_secret(self, name: str) -> bool: ...
+
+
+class Store(
+    Registry, ApiKeys, Credentials, TaskStore, PolicyStore, DirectoryStore, AuditLog, Protocol
+):
     """Everything one database provides."""
 
     def close(self) -> None: ...

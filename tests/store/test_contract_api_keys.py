@@ -1,4 +1,4 @@
-"""The API key part of the store contract, on every backend; and migration 2, which adds it."""
+"""The API key part of the store contract, on every backend; and the migrations after 1."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def test_the_hash_stays_out_of_repr() -> None:
     assert HASH not in repr(key())
 
 
-# --------------------------------------------------------------------------- migration 2
+# --------------------------------------------------------------------------- migrations
 
 V1_TABLES = {
     "schema_migrations",
@@ -133,6 +133,15 @@ V1_TABLES = {
     "audit_records",
     "audit_checkpoints",
 }
+V2_TABLES = V1_TABLES | {"api_keys"}
+V3_TABLES = V2_TABLES | {
+    "agent_keys",
+    "used_token_ids",
+    "revoked_tokens",
+    "leases",
+    "sealed_secrets",
+}
+LATEST_TABLES = V3_TABLES
 
 
 def _tables(url: str) -> set[str]:
@@ -144,7 +153,7 @@ def _tables(url: str) -> set[str]:
         engine.dispose()
 
 
-def test_a_version_1_database_migrates_to_2_and_keeps_its_data(
+def test_a_version_1_database_migrates_to_the_latest_and_keeps_its_data(
     store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A database as version 1 of tribune made it: only the first step applied.
@@ -157,11 +166,10 @@ def test_a_version_1_database_migrates_to_2_and_keeps_its_data(
         rec = old.append(RecordKind.EVENT, T0, {"event": "before"})
         old.close()
     assert _tables(store_url) == V1_TABLES  # step 1 creates the version-1 tables only
-    assert migrations.LATEST == 2
 
     store = open_store(store_url)
     try:
-        assert _tables(store_url) == V1_TABLES | {"api_keys"}
+        assert _tables(store_url) == LATEST_TABLES
         assert store.get_agent(agent().id) == agent()
         assert store.get_user("alice") == User("alice", groups=("sre",))
         assert list(store.records()) == [rec]
@@ -173,14 +181,14 @@ def test_a_version_1_database_migrates_to_2_and_keeps_its_data(
     with engine.connect() as conn:
         found = sorted(r[0] for r in conn.exec_driver_sql("SELECT version FROM schema_migrations"))
     engine.dispose()
-    assert found == [1, 2]
+    assert found == [m.version for m in migrations.MIGRATIONS]
 
 
-def test_a_fresh_database_reaches_version_2(store_url: str) -> None:
+def test_a_fresh_database_reaches_the_latest_version(store_url: str) -> None:
     store = open_store(store_url)
     store.add_api_key(key())
     store.close()
-    assert _tables(store_url) == V1_TABLES | {"api_keys"}
+    assert _tables(store_url) == LATEST_TABLES
     again = open_store(store_url)  # reopening applies nothing and keeps the key
     try:
         assert again.get_api_key(key().id) == key()

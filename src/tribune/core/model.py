@@ -490,3 +490,65 @@ class PolicyVersion:
     digest: str  # sha256 over the canonical files map
     active: bool = False
     note: str = ""
+
+
+# --------------------------------------------------------------------------- identity and leases
+
+
+@dataclass(frozen=True, slots=True)
+class AgentKey:
+    """A public key an agent signs its assertions with. Only the public half is ever kept."""
+
+    agent_id: str
+    kid: str  # RFC 7638 thumbprint of ``jwk``
+    jwk: dict[str, Any]  # the public key as a JWK (OKP/Ed25519, EC or RSA)
+    created_at: datetime
+    revoked_at: datetime | None = None
+    source: str = "generated"  # generated (Tribune made the pair) | given (the agent's own)
+
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+class LeaseState(StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A credential minted for one task (or one call), by one backend, that dies by itself.
+
+    ``handle`` names what the backend made (a token's jti, a role name, a secret's name), never
+    the credential itself. ``max_expires_at`` bounds every renewal.
+    """
+
+    id: str
+    task_id: str
+    agent_id: str
+    backend: str
+    scope: dict[str, Any]
+    issued_at: datetime
+    expires_at: datetime
+    max_expires_at: datetime
+    state: LeaseState = LeaseState.ACTIVE
+    action_id: str | None = None
+    handle: str = ""
+    renewals: int = 0
+    ended_at: datetime | None = None
+    end_reason: str = ""  # why it was revoked (task_ended, kill_switch, requested) or "expired"
+
+    def live(self, now: datetime) -> bool:
+        return self.state is LeaseState.ACTIVE and now < self.expires_at
+
+
+@dataclass(frozen=True, slots=True)
+class SealedSecret:
+    """A long-lived secret, kept only sealed (AES-GCM); opened at the enforcement point."""
+
+    name: str
+    sealed: str  # base64url of nonce || ciphertext || tag, bound to ``name`` as associated data
+    key_id: str  # which sealing key
+    updated_at: datetime
+    note: str = ""

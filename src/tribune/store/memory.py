@@ -40,12 +40,13 @@ from tribune.errors import (
     UnknownTask,
 )
 from tribune.store import codec
+from tribune.store.memory_credentials import MemoryCredentials
 
 T = TypeVar("T")
 MAX_FIND = 10_000  # as the SQL store
 
 
-class MemoryStore:
+class MemoryStore(MemoryCredentials):
     """``tribune.ports.Store`` held in process memory; gone when the process ends."""
 
     def __init__(self) -> None:
@@ -62,6 +63,7 @@ class MemoryStore:
         self._learned: dict[str, datetime] = {}
         self._records: list[AuditRecord] = []
         self._checkpoints: dict[tuple[int, str], Checkpoint] = {}
+        self._init_credentials()
 
     def close(self) -> None:
         """Using the store afterwards raises ``StoreError``, as the SQL store does."""

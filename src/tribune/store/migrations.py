@@ -51,9 +51,21 @@ def _api_keys(conn: Connection) -> None:
     tables.api_keys.create(conn)
 
 
+def _credentials(conn: Connection) -> None:
+    for table in (
+        tables.agent_keys,
+        tables.used_token_ids,
+        tables.revoked_tokens,
+        tables.leases,
+        tables.sealed_secrets,
+    ):
+        table.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial),
     Migration(2, "api keys", _api_keys),
+    Migration(3, "identities, token ids, leases, sealed secrets", _credentials),
 )
 LATEST = MIGRATIONS[-1].version
 

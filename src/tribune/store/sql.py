@@ -46,6 +46,7 @@ from tribune.store.engine import (
 )
 from tribune.store.migrations import migrate
 from tribune.store.sql_audit import SqlAuditLog
+from tribune.store.sql_credentials import SqlCredentials
 from tribune.store.tables import (
     agents,
     api_keys,
@@ -70,7 +71,7 @@ _SQLITE_API_KEY = str(
 _ApiKeyRow = namedtuple("_ApiKeyRow", [c.name for c in api_keys.c])  # type: ignore[misc]
 
 
-class SqlStore(SqlAuditLog):
+class SqlStore(SqlCredentials, SqlAuditLog):
     """Registry, tasks, policy versions, learned targets and the audit log in one database.
 
     Opening applies pending migrations. ``url`` is a SQLAlchemy URL (``sqlite:///...`` or

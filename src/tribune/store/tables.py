@@ -163,3 +163,54 @@ api_keys = Table(
     Column("revoked_at", Micros),
     Column("note", Text, nullable=False),
 )
+
+# Added by migration 3: identities, single-use and revoked token ids, leases, sealed secrets.
+agent_keys = Table(
+    "agent_keys",
+    metadata,
+    Column("agent_id", Text, nullable=False),
+    Column("kid", Text, nullable=False),
+    Column("jwk", Text, nullable=False),  # public key only
+    Column("source", Text, nullable=False),
+    Column("created_at", Micros, nullable=False),
+    Column("revoked_at", Micros),
+    PrimaryKeyConstraint("agent_id", "kid"),
+)
+
+# Assertion ids seen (replay defence) and token ids revoked: one row per id until it expires.
+used_token_ids = Table(
+    "used_token_ids",
+    metadata,
+    Column("issuer", Text, nullable=False),
+    Column("jti", Text, nullable=False),
+    Column("expires_at", Micros, nullable=False),
+    PrimaryKeyConstraint("issuer", "jti"),
+)
+
+revoked_tokens = Table(
+    "revoked_tokens",
+    metadata,
+    Column("jti", Text, primary_key=True),
+    Column("expires_at", Micros, nullable=False),
+    Column("revoked_at", Micros, nullable=False),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("task_id", Text, ForeignKey("tasks.id"), nullable=False),
+    Column("state", Text, nullable=False),
+    Column("expires_at", Micros, nullable=False),
+    Column("issued_at", Micros, nullable=False),
+    Column("body", Text, nullable=False),  # the whole lease as codec JSON
+    Index("ix_leases_task", "task_id"),
+    Index("ix_leases_state_expiry", "state", "expires_at"),
+)
+
+sealed_secrets = Table(
+    "sealed_secrets",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("body", Text, nullable=False),  # codec JSON; the value inside is sealed
+)

@@ -1,0 +1,37 @@
+"""Credential backends: what a lease mints, renews and revokes.
+
+A backend turns a ``Lease`` (already stored, with its id, task, scope and expiry) into a
+credential for the lease's holder, and takes it away again. ``LeaseService`` owns the lease's
+state and its audit records; a backend only talks to the system it mints for.
+
+Backends must be idempotent in ``revoke`` (a sweeper and a kill switch may both call it) and must
+never log or return anything but the credential itself from ``issue``/``renew``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from tribune.core.model import Lease
+
+
+class CredentialBackend(Protocol):
+    name: str
+
+    def check_scope(self, scope: dict[str, Any]) -> dict[str, Any]:
+        """The scope in its normal form, or ``InvalidInput`` if this backend cannot mint it."""
+        ...
+
+    def issue(self, lease: Lease) -> dict[str, Any]:
+        """Mint the credential for ``lease`` (valid until ``lease.expires_at`` at most) and
+        return it for the holder. ``lease.handle`` names what is made."""
+        ...
+
+    def renew(self, lease: Lease) -> dict[str, Any] | None:
+        """Extend the credential to the lease's new ``expires_at``; a new credential to hand
+        over, or None when the old one simply lives longer."""
+        ...
+
+    def revoke(self, lease: Lease) -> None:
+        """Make the credential unusable now. Idempotent; a missing credential is revoked."""
+        ...
