@@ -6,13 +6,17 @@ A Tribune home (``TRIBUNE_HOME``, default ``~/.tribune``) holds ``tribune.toml``
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from tribune.config import Settings, parse_settings
+from tribune.core.model import agent_spiffe_id
 from tribune.core.taint import injection_markers
 from tribune.core.targets import normalise_target
+from tribune.credentials.factory import build_backends
 from tribune.crypto import (
     Ed25519Signer,
     Ed25519Verifier,
@@ -20,6 +24,7 @@ from tribune.crypto import (
     load_or_create_secret,
 )
 from tribune.crypto.keys import load_public_keys, save_public_key
+from tribune.crypto.sealing import Sealer
 from tribune.crypto.token_keys import TokenKeys
 from tribune.errors import ConfigError
 from tribune.policy.bundle import default_pack
@@ -29,8 +34,13 @@ from tribune.sdk.governed import Governed
 from tribune.services.access import AccessService
 from tribune.services.audit import AuditService
 from tribune.services.governor import Governor
+from tribune.services.identity import IdentityService
+from tribune.services.introspection import Introspection
+from tribune.services.killswitch import KillSwitch
+from tribune.services.leases import LeaseService
 from tribune.services.policies import PolicyService
 from tribune.services.registry import RegistryService
+from tribune.services.secrets import SecretService
 from tribune.services.tasks import TaskService
 from tribune.services.tokens import TokenService
 from tribune.store import open_store
@@ -79,6 +89,23 @@ counterparties = []   # known outside e-mails, domains, accounts and hosts
 #   { kind = "amount", pointer = "/amount", aggregate = "sum" },
 # ]
 """
+
+
+def load_bundles(home: Path, paths: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """SPIFFE trust bundles (JWKS documents) by trust domain; relative paths are in ``home``."""
+    bundles: dict[str, dict[str, Any]] = {}
+    for domain, name in paths.items():
+        path = (home / name).expanduser()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"SPIFFE bundle for `{domain}` at `{path}` is unreadable: {exc}"
+            ) from None
+        if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+            raise ConfigError(f"SPIFFE bundle `{path}` is not a JWKS document")
+        bundles[domain] = data
+    return bundles
 
 
 def resolve_home(home: Path | str | None) -> Path:
@@ -150,14 +177,20 @@ class Tribune(Governed):
             digest_key=digest_key,
         )
         # Task tokens: old keys verify for a day past the longest token lifetime after rotation.
+        ident = settings.identity
+        token_ttl = ident.token_max_ttl or settings.max_task_ttl
+        self.token_keys = TokenKeys(
+            keys / "tokens", self.clock, retire_after=ident.token_retire_after or token_ttl + 86400
+        )
         self.tokens = TokenService(
             store,
             self.clock,
-            TokenKeys(keys / "tokens", self.clock, retire_after=settings.max_task_ttl + 86400),
+            self.token_keys,
             issuer=f"spiffe://{settings.trust_domain}/tribune",
             audience=f"spiffe://{settings.trust_domain}/tribune",
-            max_ttl=settings.max_task_ttl,
+            max_ttl=token_ttl,
         )
+        self.secrets = SecretService(store, self.clock, self.audit, Sealer(keys))
         self.policies = PolicyService(
             store, self.clock, self.ids, self.audit, digest_key=digest_key
         )
@@ -172,15 +205,57 @@ class Tribune(Governed):
             digest_key=digest_key,
         )
         self.registry.on_change.append(self.governor.invalidate)
+        self.leases = LeaseService(
+            store,
+            self.clock,
+            self.ids,
+            self.audit,
+            build_backends(
+                settings.credentials,
+                store,
+                self.clock,
+                self.token_keys,
+                issuer=self.tokens.issuer,
+                secrets=self.secrets,
+            ),
+            settings.credentials,
+            verdict_of=self.governor.verdict_of,
+        )
+        self.tasks.on_end.append(self._revoke_leases)
+        self.killswitch = KillSwitch(
+            store, self.clock, self.audit, self.registry, self.tasks, self.leases
+        )
+        self.introspection = Introspection(
+            store, self.clock, self.token_keys, self.tokens, self.leases, self.tasks
+        )
+        self.identity = IdentityService(
+            store,
+            self.clock,
+            self.audit,
+            self.registry,
+            audience=self.tokens.audience,
+            token_service=self.tokens,
+            spiffe_bundles=load_bundles(home, ident.spiffe_bundles),
+            svid_agents={
+                svid: agent_spiffe_id(settings.trust_domain, name)
+                for svid, name in ident.svid_agents.items()
+            },
+            max_assertion_ttl=ident.assertion_max_ttl,
+        )
         super().__init__(EmbeddedBackend(self))
 
+    def _revoke_leases(self, task_id: str, reason: str) -> None:
+        self.leases.revoke_tasks([task_id], reason)
+
     def close(self) -> None:
-        """Sign a final checkpoint over what this process wrote, then close the store.
+        """Stop the lease sweeper, sign a final checkpoint over what this process wrote, then
+        close the store.
 
         A process that only read signs nothing, so a read-only command still works (and
         `audit verify` still reports) when the chain has been tampered with.
         """
         try:
+            self.leases.stop_sweeper()
             self.audit.stop()
             if self.audit.wrote:
                 self.audit.checkpoint()

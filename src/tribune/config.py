@@ -10,6 +10,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from tribune.config_sources import (
+    CredentialSource,
+    IdentitySettings,
+    parse_identity,
+    parse_sources,
+)
 from tribune.core.extract import KINDS, check_extractor
 from tribune.core.model import (
     TRUST_DOMAIN_RE,
@@ -75,6 +81,8 @@ class Settings:
     max_task_ttl: int = 86400
     directory: Directory = field(default_factory=Directory)
     tools: dict[str, ToolOverride] = field(default_factory=dict)
+    identity: IdentitySettings = field(default_factory=IdentitySettings)
+    credentials: dict[str, CredentialSource] = field(default_factory=dict)
 
 
 def _refuse_unknown(raw: dict[str, Any], known: Iterable[str], where: str) -> None:
@@ -197,7 +205,8 @@ def parse_settings(raw: dict[str, Any], normalise: Callable[[str], str] | None =
     """Parse a ``tribune.toml`` document. ``normalise`` maps directory entries to their canonical
     form (default ``core.targets.normalise_target``, the form classification compares)."""
     norm = normalise or normalise_target
-    _refuse_unknown(raw, {"trust_domain", "environment", "tools", *SECTIONS}, "tribune.toml")
+    top = {"trust_domain", "environment", "tools", "identity", "tokens", "credentials", *SECTIONS}
+    _refuse_unknown(raw, top, "tribune.toml")
     store = _section(raw, "store")
     audit = _section(raw, "audit")
     tasks = _section(raw, "tasks")
@@ -249,4 +258,6 @@ def parse_settings(raw: dict[str, Any], normalise: Callable[[str], str] | None =
         max_task_ttl=max_ttl,
         directory=directory,
         tools={name: _tool(name, t) for name, t in tools_raw.items()},
+        identity=parse_identity(raw),
+        credentials=parse_sources(raw.get("credentials", {})),
     )

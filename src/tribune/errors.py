@@ -133,6 +133,12 @@ class StoreError(TribuneError):
     detail: str = ""
 
 
+class CredentialBackendUnavailable(TribuneError):
+    """A credential backend (a database, a secret store) could not mint or revoke."""
+
+    code = "credential_backend_unavailable"
+
+
 class AuditIntegrityError(TribuneError):
     code = "audit_integrity"
 

@@ -59,6 +59,7 @@ def api(world: World) -> Iterator[Api]:
         "approver": tr.access.create_key("user:bob", "approver")[1],
         "helper": tr.access.create_key("agent:helper", "agent")[1],
         "ops": tr.access.create_key("agent:ops", "agent")[1],
+        "service": tr.access.create_key("service:crm", "resource")[1],
     }
     app = create_app(tr)
     with TestClient(app, raise_server_exceptions=False) as client:

@@ -24,7 +24,7 @@ PUBLIC = {
     ("GET", "/openapi.json"),
     ("GET", "/metrics"),
 }
-ROLES = ("admin", "auditor", "approver", "helper")  # helper: an agent's key
+ROLES = ("admin", "auditor", "approver", "helper", "service")  # helper: an agent's key
 
 # (method, path, body, roles that pass the role check)
 ALL = {"admin", "auditor", "approver", "helper"}
@@ -64,7 +64,7 @@ MATRIX: list[tuple[str, str, Any, set[str]]] = [
     ("POST", "/v1/policies/validate", {"files": {"a.cedar": ""}}, {"admin"}),
     ("POST", "/v1/policies", {"files": {"a.cedar": ""}}, {"admin"}),
     ("POST", "/v1/policies/{version}/activate", None, {"admin"}),
-    ("GET", "/v1/me", None, ALL),
+    ("GET", "/v1/me", None, ALL | {"service"}),
     ("GET", "/v1/keys", None, {"admin"}),
     ("POST", "/v1/keys", {"principal": "user:alice", "role": "auditor"}, {"admin"}),
     ("DELETE", "/v1/keys/nope", None, {"admin"}),
@@ -80,6 +80,14 @@ MATRIX: list[tuple[str, str, Any, set[str]]] = [
         {"admin", "helper"},
     ),
     ("POST", "/access/v1/evaluations", {"evaluations": []}, {"admin", "helper"}),
+    ("POST", "/v1/tasks/{task}/leases", {"source": "crm-api"}, {"admin", "helper"}),
+    ("GET", "/v1/tasks/{task}/leases", None, {"admin", "auditor", "helper"}),
+    ("GET", "/v1/leases/nope", None, {"admin", "auditor", "helper"}),
+    ("POST", "/v1/leases/nope/renew", {}, {"admin", "helper"}),
+    ("POST", "/v1/leases/nope/revoke", None, {"admin", "helper"}),
+    ("POST", "/v1/revocations", {"task": "nope"}, {"admin"}),
+    ("POST", "/v1/oauth/introspect", None, {"admin", "service"}),
+    ("POST", "/v1/oauth/revoke", None, {"admin", "service", "helper"}),
 ]
 
 
@@ -122,6 +130,7 @@ TEMPLATES = {
     "/v1/tools/crm.read": "/v1/tools/{name}",
     "/v1/tools/x.y": "/v1/tools/{name}",
     "/v1/keys/nope": "/v1/keys/{key_id}",
+    "/v1/leases/nope": "/v1/leases/{lease_id}",
 }
 
 

@@ -74,3 +74,24 @@ def test_demo_console_script(tmp_path: Path, runner: CliRunner) -> None:
         assert word in done.stdout
     assert "Traceback" not in done.stderr
     assert Cli(runner, home).ok("audit", "verify").stdout.startswith("ok")
+
+
+def test_the_credentials_demo(tmp_path: Path, runner: CliRunner) -> None:
+    from tribune.cli.demo_credentials import run_credentials_demo
+
+    home = tmp_path / "creds"
+    seen = run_credentials_demo(home)
+    assert seen["replay"] == "replayed"
+    assert (seen["crm_before"], seen["crm_after"]) == (True, False)
+    assert seen["secret_in_function"] is True and seen["secret_in_audit"] is False
+    assert seen["task_token"] == "valid" and seen["task_token_after"] == "task_inactive"
+    assert seen["lease_states"] == ["revoked"]
+    assert seen["kill_switch"] == (1, 3)
+    assert seen["events"] == {"lease_issued": 5, "lease_revoked": 5}
+    cli = Cli(runner, home)
+    assert cli.ok("audit", "verify").stdout.startswith("ok")
+    # Through the command too, in the same home.
+    result = runner.invoke(app, ["demo", "--scenario", "credentials", "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    bad = runner.invoke(app, ["demo", "--scenario", "nope"])
+    assert bad.exit_code != 0

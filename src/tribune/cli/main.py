@@ -9,11 +9,14 @@ import typer
 
 from tribune.cli.audit import audit
 from tribune.cli.common import HomeOption, console, errors
+from tribune.cli.identity import agent_keys, leases, revoke, tokens
 from tribune.cli.keys import keys
 from tribune.cli.people import agents, groups, tools, users
 from tribune.cli.policy import policy
+from tribune.cli.secrets import secrets
 from tribune.cli.tasks import check, tasks
 from tribune.cli.up import up
+from tribune.errors import InvalidInput
 
 app = typer.Typer(
     name="tribune",
@@ -30,6 +33,11 @@ app.add_typer(tasks, name="task")
 app.add_typer(policy, name="policy")
 app.add_typer(audit, name="audit")
 app.add_typer(keys, name="keys")
+app.add_typer(secrets, name="secrets")
+agents.add_typer(agent_keys, name="key")
+app.add_typer(tokens, name="tokens")
+app.add_typer(leases, name="leases")
+app.command("revoke")(revoke)
 app.command("check")(check)
 app.command("up")(up)
 
@@ -55,13 +63,27 @@ def demo(
     home: Annotated[
         Path | None, typer.Option("--home", help="Run in this home instead of a temporary one.")
     ] = None,
+    scenario: Annotated[
+        str, typer.Option(help="`decisions` (the default) or `credentials`.")
+    ] = "decisions",
 ) -> None:
-    """A scripted tour: allowed read, denied out-of-intent call, approval-required send,
-    production destructive action needing two approvers, and a clean audit verify."""
-    from tribune.cli.demo import run_demo
-
+    """A scripted tour. `decisions`: allowed read, denied out-of-intent call, approval-required
+    send, production destructive action needing two approvers, and a clean audit verify.
+    `credentials`: an agent's own key, a task token, credentials lent for the task and for one
+    call, all revoked when the task ends; then the kill switch."""
     with errors():
-        run_demo(home)
+        if scenario == "credentials":
+            from tribune.cli.demo_credentials import run_credentials_demo
+
+            run_credentials_demo(home)
+        elif scenario == "decisions":
+            from tribune.cli.demo import run_demo
+
+            run_demo(home)
+        else:
+            raise InvalidInput(
+                f"unknown scenario `{scenario}`", hint="use `decisions` or `credentials`"
+            )
 
 
 def main() -> None:

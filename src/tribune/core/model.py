@@ -117,12 +117,13 @@ class OwnerRef:
 
 class Role(StrEnum):
     """What an API key may do in Tribune's own API. Users hold the first three; agents only
-    ``agent``."""
+    ``agent``; downstream services only ``resource``."""
 
     ADMIN = "admin"
     APPROVER = "approver"
     AUDITOR = "auditor"
     AGENT = "agent"
+    RESOURCE = "resource"  # a downstream service (``service:<name>``): introspects tokens only
 
 
 @dataclass(frozen=True, slots=True)

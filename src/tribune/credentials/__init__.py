@@ -4,6 +4,10 @@ A backend turns a ``Lease`` (already stored, with its id, task, scope and expiry
 credential for the lease's holder, and takes it away again. ``LeaseService`` owns the lease's
 state and its audit records; a backend only talks to the system it mints for.
 
+A lease's scope is what the backend's ``check_scope`` returned plus two keys the lease service
+adds, which backends ignore: ``source`` (the credential source's name) and, for a lease bound to
+one call, ``call`` (tool, action id and action digest).
+
 Backends must be idempotent in ``revoke`` (a sweeper and a kill switch may both call it) and must
 never log or return anything but the credential itself from ``issue``/``renew``.
 """
@@ -14,9 +18,21 @@ from typing import Any, Protocol
 
 from tribune.core.model import Lease
 
+RESERVED = frozenset({"source", "call"})  # scope keys the lease service adds
+
+
+def own_scope(scope: dict[str, Any]) -> dict[str, Any]:
+    """``scope`` without the keys the lease service adds: what the backend itself checks."""
+    return {k: v for k, v in scope.items() if k not in RESERVED}
+
 
 class CredentialBackend(Protocol):
     name: str
+
+    def handle_for(self, lease_id: str, scope: dict[str, Any]) -> str:
+        """The name of what ``issue`` will make for this lease (a role name, a token id): known
+        before issuing, so a lease is stored, and can be revoked, before its credential exists."""
+        ...
 
     def check_scope(self, scope: dict[str, Any]) -> dict[str, Any]:
         """The scope in its normal form, or ``InvalidInput`` if this backend cannot mint it."""

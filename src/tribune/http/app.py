@@ -22,7 +22,16 @@ import tribune as tribune_pkg
 from tribune.core.model import Role
 from tribune.http import errors, fast, metrics
 from tribune.http import models as m
-from tribune.http.routes import audit, authzen, decisions, keys, policies, registry, tasks
+from tribune.http.routes import (
+    audit,
+    authzen,
+    decisions,
+    keys,
+    leases,
+    policies,
+    registry,
+    tasks,
+)
 from tribune.http.security import allow
 
 log = logging.getLogger("tribune.access")
@@ -46,7 +55,7 @@ def create_app(tr: Any, *, public_metrics: bool = True, fast_paths: bool = True)
     )
     app.state.tribune = tr
     errors.install(app)
-    for module in (registry, tasks, decisions, audit, policies, keys, authzen):
+    for module in (registry, tasks, decisions, audit, policies, keys, authzen, leases):
         app.include_router(module.router)
 
     @app.get("/healthz", response_model=m.Health, tags=["system"])

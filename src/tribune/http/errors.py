@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tribune.errors import (
     AgentInactive,
     Conflict,
+    CredentialBackendUnavailable,
     Forbidden,
     InvalidInput,
     NotFound,
@@ -44,6 +45,7 @@ STATUS: tuple[tuple[type[TribuneError], int], ...] = (
     (PolicyInvalid, 422),
     (InvalidInput, 400),
     (StoreError, 503),
+    (CredentialBackendUnavailable, 503),
 )
 
 HTTP_CODES = {

@@ -25,7 +25,7 @@ from tribune.http import metrics
 from tribune.http.convert import verdict_out
 from tribune.http.errors import log, status_of, validation_message
 from tribune.http.models import DecisionIn
-from tribune.http.security import own_task
+from tribune.http.security import caller_for, own_task
 
 PATH = "/v1/decisions"
 ACTORS = frozenset({Role.ADMIN, Role.AGENT})
@@ -61,7 +61,7 @@ async def decide(
     """Serve one decision; returns the status sent."""
     started = time.perf_counter()
     try:
-        caller = tr.access.authenticate(_bearer(scope))
+        caller = caller_for(tr, _bearer(scope))
         scope.setdefault("state", {})["caller"] = caller
         if caller.role not in ACTORS:
             raise Forbidden(f"role `{caller.role.value}` may not do this")

@@ -517,3 +517,52 @@ class Health(BaseModel):
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = {}
     version: str
+
+
+# ----------------------------------------------------------------------------- leases, kill switch
+
+
+class LeaseIn(Strict):
+    source: Name = Field(description="a credential source from the configuration")
+    action: Id | None = Field(None, description="an allowed call this credential is for")
+    ttl: int | None = Field(None, ge=1, le=86_400, description="seconds; default: the source's")
+
+
+class LeaseRenewIn(Strict):
+    ttl: int | None = Field(None, ge=1, le=86_400)
+
+
+class LeaseOut(BaseModel):
+    id: str
+    task: str
+    agent: str
+    backend: str
+    source: str | None
+    action: str | None
+    handle: str
+    state: Literal["active", "revoked", "expired"]
+    issued_at: datetime
+    expires_at: datetime
+    max_expires_at: datetime
+    renewals: int
+    ended_at: datetime | None
+    end_reason: str | None
+
+
+class LeaseIssued(LeaseOut):
+    credential: dict[str, Any] = Field(description="shown once; Tribune keeps no copy")
+
+
+class RevocationIn(Strict):
+    task: Id | None = None
+    agent: AgentRef | None = None
+    owner: Annotated[str, Field(max_length=260)] | None = None
+    all: bool = False
+    suspend: bool = Field(False, description="also suspend the agents (not with `task`)")
+
+
+class RevocationOut(BaseModel):
+    tasks_ended: int
+    leases_revoked: int
+    leases_failed: int
+    agents_suspended: int

@@ -1,4 +1,4 @@
-"""Who is calling: a bearer API key checked on every non-public route, and the role rules.
+"""Who is calling: a bearer credential checked on every non-public route, and the role rules.
 
     caller: Caller = Depends(allow(Role.ADMIN, Role.AUDITOR))
 
@@ -17,9 +17,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tribune.core.model import Role, Task
 from tribune.errors import Forbidden, Unauthenticated, UnknownTask
-from tribune.services.access import Caller
+from tribune.services.access import TOKEN_PREFIX, Caller
 
-bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer trb_...`")
+bearer = HTTPBearer(
+    auto_error=False,
+    description="an API key (`trb_...`), or an agent's task token, signed assertion (RFC 7523)"
+    " or SPIFFE JWT-SVID",
+)
 
 
 async def tribune(request: Request) -> Any:
@@ -32,9 +36,29 @@ async def authenticate(
     # async on purpose: a key check is one indexed read, cheaper inline than a thread hop
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("invalid or missing credential", hint="send Authorization: Bearer")
-    caller: Caller = request.app.state.tribune.access.authenticate(credentials.credentials)
+    caller = caller_for(request.app.state.tribune, credentials.credentials)
     request.state.caller = caller
     return caller
+
+
+def caller_for(tr: Any, token: str) -> Caller:
+    """The caller a bearer credential stands for: an API key (``trb_...``), or an agent's
+    task token, signed assertion or SPIFFE JWT-SVID. Refusals are recorded (with their reason)
+    by the identity service; the caller only ever learns "invalid or missing credential"."""
+    if token.startswith(TOKEN_PREFIX):
+        caller: Caller = tr.access.authenticate(token)
+        return caller
+    try:
+        who = tr.identity.authenticate(token)
+    except Unauthenticated:
+        raise Unauthenticated("invalid or missing credential") from None
+    return Caller(
+        key_id=f"{who.via}:{who.jti or ''}",
+        principal=f"agent:{who.agent_id}",
+        role=Role.AGENT,
+        task_id=who.task_id,
+        via=who.via,
+    )
 
 
 def allow(*roles: Role) -> Callable[..., Coroutine[Any, Any, Caller]]:
@@ -54,7 +78,18 @@ def own_task(tr: Any, caller: Caller, task_id: str) -> Task:
     task: Task | None = tr.store.get_task(task_id)
     if task is None or (caller.role is Role.AGENT and task.agent_id != caller.agent_id):
         raise UnknownTask(f"unknown task `{task_id}`")
+    if caller.task_id is not None and task.id != caller.task_id:
+        raise UnknownTask(f"unknown task `{task_id}`")
     return task
+
+
+def not_task_bound(caller: Caller) -> None:
+    """Refuse a task token where the route acts beyond one task."""
+    if caller.task_id is not None:
+        raise Forbidden(
+            "a task token acts only in its own task",
+            hint="use the agent's key or a signed assertion",
+        )
 
 
 def own_agent(tr: Any, caller: Caller, ref: str | None) -> str:

@@ -64,6 +64,7 @@ def factory() -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        tr.leases.start_sweeper()  # each worker sweeps; ending a lease is compare-and-set
         try:
             yield
         finally:

@@ -86,3 +86,16 @@ class EmbeddedBackend:
         error: str | None = None,
     ) -> None:
         self.finish(verdict, status, output=output, duration_ms=duration_ms, error=error)
+
+    def borrow(self, verdict: Verdict, source: str) -> tuple[str, dict[str, Any]]:
+        issued = self.app.leases.issue(verdict.task_id, source, verdict=verdict)
+        return issued.lease.id, issued.credential
+
+    def give_back(self, lease_id: str) -> None:
+        self.app.leases.revoke(lease_id, "call_ended")
+
+    async def aborrow(self, verdict: Verdict, source: str) -> tuple[str, dict[str, Any]]:
+        return self.borrow(verdict, source)
+
+    async def agive_back(self, lease_id: str) -> None:
+        self.give_back(lease_id)

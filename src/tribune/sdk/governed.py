@@ -23,6 +23,7 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
@@ -32,6 +33,7 @@ from tribune.core.model import Effect, Limits, ResultStatus, Task, Verdict
 from tribune.errors import ActionDenied, ApprovalRequired, InvalidInput
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("tribune.sdk")
 
 current_task: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "tribune_current_task", default=None
@@ -88,6 +90,25 @@ class Backend(Protocol):
         duration_ms: float = 0.0,
         error: str | None = None,
     ) -> None: ...
+
+    def borrow(self, verdict: Verdict, source: str) -> tuple[str, dict[str, Any]]:
+        """A credential from ``source`` for one allowed call: (lease id, credential)."""
+        ...
+
+    def give_back(self, lease_id: str) -> None: ...
+
+    async def aborrow(self, verdict: Verdict, source: str) -> tuple[str, dict[str, Any]]: ...
+
+    async def agive_back(self, lease_id: str) -> None: ...
+
+
+def injected_value(credential: Mapping[str, Any]) -> Any:
+    """What a governed function receives for a credential: a secret's value, a bearer token,
+    or a database connection URI."""
+    for key in ("value", "token", "dsn"):
+        if key in credential:
+            return credential[key]
+    raise InvalidInput("the credential backend returned nothing to inject")
 
 
 def scope_fields(
@@ -267,9 +288,20 @@ class Governed:
         )
 
     def govern(
-        self, tool: str | None = None, *, task: str | None = None, environment: str | None = None
+        self,
+        tool: str | None = None,
+        *,
+        task: str | None = None,
+        environment: str | None = None,
+        credentials: Mapping[str, str] | None = None,
     ) -> Callable[[F], F]:
-        """Decorate a function (sync or async) as the tool ``tool`` (default: its name)."""
+        """Decorate a function (sync or async) as the tool ``tool`` (default: its name).
+
+        ``credentials`` maps keyword parameters to credential sources: once the call is
+        allowed, each is filled with a credential lent for this call only (a secret's value, a
+        token, a connection URI) and revoked when the call returns. The caller cannot pass
+        them, and they are never part of the decided or recorded arguments."""
+        inject = dict(credentials or {})
 
         def wrap(fn: F) -> F:
             name = tool or fn.__name__
@@ -279,16 +311,63 @@ class Governed:
                     f"cannot govern generator function `{fn.__name__}`",
                     hint="govern a function that returns the collected values",
                 )
-            signature = inspect.signature(fn)
+            signature = _without(inspect.signature(fn), inject, name)
             backend = self.backend
 
             def arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+                taken = sorted(set(kwargs) & set(inject))
+                if taken:
+                    raise InvalidInput(f"`{taken[0]}` of `{name}` is filled by Tribune")
                 try:
                     bound = signature.bind(*args, **kwargs)
                 except TypeError as exc:
                     raise InvalidInput(f"bad arguments for `{name}`: {exc}") from None
                 bound.apply_defaults()
                 return dict(bound.arguments)
+
+            def borrow(verdict: Verdict) -> tuple[list[str], dict[str, Any]]:
+                leases: list[str] = []
+                values: dict[str, Any] = {}
+                try:
+                    for param, source in inject.items():
+                        lease_id, credential = backend.borrow(verdict, source)
+                        leases.append(lease_id)
+                        values[param] = injected_value(credential)
+                except BaseException as exc:
+                    give_back(leases)
+                    status, error = failure(exc)
+                    backend.finish(verdict, status, error=error)
+                    raise
+                return leases, values
+
+            def give_back(leases: list[str]) -> None:
+                for lease_id in leases:
+                    try:
+                        backend.give_back(lease_id)
+                    except Exception:  # the lease expires by itself; the sweeper ends it
+                        log.warning("could not revoke lease %s at once", lease_id)
+
+            async def aborrow(verdict: Verdict) -> tuple[list[str], dict[str, Any]]:
+                leases: list[str] = []
+                values: dict[str, Any] = {}
+                try:
+                    for param, source in inject.items():
+                        lease_id, credential = await backend.aborrow(verdict, source)
+                        leases.append(lease_id)
+                        values[param] = injected_value(credential)
+                except BaseException as exc:
+                    await agive_back(leases)
+                    status, error = failure(exc)
+                    await backend.afinish(verdict, status, error=error)
+                    raise
+                return leases, values
+
+            async def agive_back(leases: list[str]) -> None:
+                for lease_id in leases:
+                    try:
+                        await backend.agive_back(lease_id)
+                    except Exception:
+                        log.warning("could not revoke lease %s at once", lease_id)
 
             if inspect.iscoroutinefunction(fn):
 
@@ -302,15 +381,18 @@ class Governed:
                         expects_result=True,
                     )
                     raise_unless_allowed(verdict)
+                    leases, values = await aborrow(verdict) if inject else ([], {})
                     started = time.perf_counter()
                     try:
-                        value = await fn(*args, **kwargs)
+                        value = await fn(*args, **kwargs, **values)
                     except BaseException as exc:
                         status, error = failure(exc)
+                        await agive_back(leases)
                         await backend.afinish(
                             verdict, status, duration_ms=elapsed_ms(started), error=error
                         )
                         raise
+                    await agive_back(leases)
                     await backend.afinish(
                         verdict, ResultStatus.OK, output=value, duration_ms=elapsed_ms(started)
                     )
@@ -328,13 +410,16 @@ class Governed:
                     expects_result=True,
                 )
                 raise_unless_allowed(verdict)
+                leases, values = borrow(verdict) if inject else ([], {})
                 started = time.perf_counter()
                 try:
-                    value = fn(*args, **kwargs)
+                    value = fn(*args, **kwargs, **values)
                 except BaseException as exc:
                     status, error = failure(exc)
+                    give_back(leases)
                     backend.finish(verdict, status, duration_ms=elapsed_ms(started), error=error)
                     raise
+                give_back(leases)
                 backend.finish(
                     verdict, ResultStatus.OK, output=value, duration_ms=elapsed_ms(started)
                 )
@@ -343,6 +428,22 @@ class Governed:
             return cast(F, run)
 
         return wrap
+
+
+def _without(
+    signature: inspect.Signature, inject: Mapping[str, str], name: str
+) -> inspect.Signature:
+    """The signature callers see: the injected parameters left out. Each must exist and be
+    passable by keyword."""
+    params = signature.parameters
+    for param in inject:
+        found = params.get(param)
+        if found is None or found.kind not in (
+            inspect.Parameter.KEYWORD_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        ):
+            raise InvalidInput(f"`{name}` has no keyword parameter `{param}` to fill")
+    return signature.replace(parameters=[p for p in params.values() if p.name not in inject])
 
 
 def failure(exc: BaseException) -> tuple[ResultStatus, str | None]:

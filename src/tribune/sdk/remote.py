@@ -162,6 +162,22 @@ class RemoteBackend:
         path = f"/v1/actions/{_segment(verdict.action_id)}/result"
         await self.arequest("POST", path, _result_body(status, output, duration_ms, error))
 
+    def borrow(self, verdict: Verdict, source: str) -> tuple[str, dict[str, Any]]:
+        path = f"/v1/tasks/{_segment(verdict.task_id)}/leases"
+        out = self.request("POST", path, {"source": source, "action": verdict.action_id})
+        return _lease(out)
+
+    def give_back(self, lease_id: str) -> None:
+        self.request("POST", f"/v1/leases/{_segment(lease_id)}/revoke")
+
+    async def aborrow(self, verdict: Verdict, source: str) -> tuple[str, dict[str, Any]]:
+        path = f"/v1/tasks/{_segment(verdict.task_id)}/leases"
+        out = await self.arequest("POST", path, {"source": source, "action": verdict.action_id})
+        return _lease(out)
+
+    async def agive_back(self, lease_id: str) -> None:
+        await self.arequest("POST", f"/v1/leases/{_segment(lease_id)}/revoke")
+
 
 class Client(Governed):
     """A connection to a Tribune service: the decorator and task helpers of ``Governed``,
@@ -296,6 +312,16 @@ def _result_body(
     if error:
         body["error"] = error[:500]
     return body
+
+
+def _lease(data: Any) -> tuple[str, dict[str, Any]]:
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("id"), str)
+        or not isinstance(data.get("credential"), dict)
+    ):
+        raise TribuneError("bad lease from the service", code="bad_response")
+    return data["id"], data["credential"]
 
 
 def verdict_from(data: Mapping[str, Any]) -> Verdict:

@@ -52,6 +52,8 @@ class Caller:
     key_id: str
     principal: str  # "user:alice" / "agent:spiffe://..."
     role: Role
+    task_id: str | None = None  # a task token's caller acts only in that task
+    via: str = "api_key"  # api_key | task_token | assertion | svid
 
     @property
     def user(self) -> str | None:
@@ -145,9 +147,15 @@ class AccessService:
             wanted = Role(role)
         except ValueError:
             raise InvalidInput(
-                f"invalid role `{role}`", hint="use admin, approver, auditor or agent"
+                f"invalid role `{role}`", hint="use admin, approver, auditor, agent or resource"
             ) from None
         kind, sep, name = principal.partition(":") if isinstance(principal, str) else ("", "", "")
+        if kind == "service" and sep:
+            if wanted is not Role.RESOURCE:
+                raise InvalidInput("a service key can only have the `resource` role")
+            return f"service:{check_name('service', name)}", None, wanted
+        if wanted is Role.RESOURCE:
+            raise InvalidInput("only a `service:NAME` key can have the `resource` role")
         if kind == "user" and sep:
             if wanted is Role.AGENT:
                 raise InvalidInput("a user key cannot have the `agent` role")
@@ -166,7 +174,8 @@ class AccessService:
                 raise AgentInactive(f"agent `{agent.name}` is retired")
             return f"agent:{agent.id}", agent.id, wanted
         raise InvalidInput(
-            f"invalid principal `{principal}`", hint="write `user:NAME` or `agent:NAME`"
+            f"invalid principal `{principal}`",
+            hint="write `user:NAME`, `agent:NAME` or `service:NAME`",
         )
 
     # ----------------------------------------------------------------- authenticate
@@ -192,8 +201,16 @@ class AccessService:
     def _holder_active(self, key: ApiKey, now: datetime) -> bool:
         """The key's role fits its principal, and the principal exists and is active."""
         kind = key.principal.partition(":")[0]
-        if (kind == "agent") != (key.role is Role.AGENT) or kind not in ("user", "agent"):
+        if (kind == "agent") != (key.role is Role.AGENT) or kind not in (
+            "user",
+            "agent",
+            "service",
+        ):
             return False
+        if (kind == "service") != (key.role is Role.RESOURCE):
+            return False
+        if kind == "service":
+            return True  # a downstream service: nothing to look up, the key is all there is
         hit = self._holders.get(key.principal)
         if hit is not None and timedelta(0) <= now - hit[1] < self._ttl:
             return hit[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -118,6 +118,7 @@ class TaskService:
         self.normalise = normalise_target
         self.default_ttl = default_ttl
         self.max_ttl = max_ttl
+        self.on_end: list[Callable[[str, str], None]] = []  # (task id, reason), after ending
 
     def start(self, agent_ref: str, request: ScopeRequest, *, ttl: int | None = None) -> Task:
         """Start a task for an active agent; its scope must lie within the agent's entitlements."""
@@ -191,16 +192,15 @@ class TaskService:
             raise UnknownTask(f"unknown task `{task_id}`")
         return task
 
-    def end(self, task_id: str) -> Task:
-        """End a task; later calls in it are denied. Ending an ended task changes nothing."""
+    def end(self, task_id: str, reason: str = "") -> Task:
+        """End a task; later calls in it are denied and ``on_end`` listeners (lease revocation)
+        run. Ending an ended task changes nothing."""
         task = self.get(task_id)
         if self.store.end_task(task_id, self.clock.now()):
-            self.events.record(
-                RecordKind.EVENT,
-                {"event": "task_ended"},
-                task_id=task_id,
-                agent_id=task.agent_id,
-            )
+            body = {"event": "task_ended", "reason": reason} if reason else {"event": "task_ended"}
+            self.events.record(RecordKind.EVENT, body, task_id=task_id, agent_id=task.agent_id)
+            for listener in self.on_end:
+                listener(task_id, reason or "task_ended")
         return self.get(task_id)
 
     def list(self, *, agent_ref: str | None = None, active_only: bool = False) -> list[Task]:

@@ -114,7 +114,7 @@ class TokenService:
         return self.keys.sign(claims)
 
     def verify(self, token: str, *, audience: str | None = None) -> TokenClaims:
-        """The claims of a valid token whose task is still active and whose agent is active.
+        """The claims of a valid, unrevoked token whose task and agent are still active.
         Raises ``InvalidToken`` (opaque message, precise ``reason``) otherwise."""
         claims = self.keys.verified_claims(token)
         if any(name not in claims for name in REQUIRED):
@@ -133,6 +133,8 @@ class TokenService:
         agent_id, task_id, owner, jti = (claims[n] for n in ("sub", "task", "owner", "jti"))
         if not all(isinstance(v, str) for v in (agent_id, task_id, owner, jti)):
             raise InvalidToken("malformed")
+        if self.store.token_revoked(jti):
+            raise InvalidToken("revoked")
         scope = _scope(claims.get("authorization_details"))
         task = self.store.get_task(task_id)
         if task is None:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from tribune.core.model import Role
 from tribune.http import models as m
 from tribune.http.convert import limits_in, task_out
-from tribune.http.security import allow, own_agent, own_task, tribune
+from tribune.http.security import allow, not_task_bound, own_agent, own_task, tribune
 from tribune.services.access import Caller
 from tribune.services.tasks import ScopeRequest
 
@@ -22,6 +22,7 @@ readers = Depends(allow(Role.ADMIN, Role.AUDITOR, Role.APPROVER, Role.AGENT))
 def start_task(
     body: m.TaskIn, tr: Any = Depends(tribune), caller: Caller = actors
 ) -> dict[str, Any]:
+    not_task_bound(caller)
     agent = own_agent(tr, caller, body.agent)
     request = ScopeRequest(
         purpose=body.purpose,
@@ -47,6 +48,7 @@ def list_tasks(
     caller: Caller = readers,
 ) -> list[dict[str, Any]]:
     if caller.role is Role.AGENT:
+        not_task_bound(caller)
         agent = own_agent(tr, caller, agent)
     now = tr.clock.now()
     return [task_out(t, now) for t in tr.tasks.list(agent_ref=agent, active_only=active)]
