@@ -24,6 +24,7 @@ from tribune.core.model import (
     SealedSecret,
     SessionState,
     Task,
+    TokenState,
     Tool,
     User,
 )
@@ -219,6 +220,11 @@ class Credentials(Protocol):
         ...
 
     def token_revoked(self, jti: str) -> bool: ...
+
+    def token_state(self, task_id: str, jti: str) -> TokenState | None:
+        """The task's agent and state, its agent's status and whether ``jti`` is revoked, in
+        one read; None when there is no such task."""
+        ...
 
     def prune_token_ids(self, before: datetime) -> int:
         """Forget used and revoked ids of tokens that expired before ``before``; their count."""

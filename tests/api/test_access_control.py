@@ -43,6 +43,9 @@ MATRIX: list[tuple[str, str, Any, set[str]]] = [
     ),
     ("GET", "/v1/agents/helper", None, ALL),
     ("PUT", "/v1/agents/ops/status", {"status": "active"}, {"admin"}),
+    ("POST", "/v1/agents/helper/keys", {"generate": True}, {"admin"}),
+    ("GET", "/v1/agents/helper/keys", None, {"admin", "auditor", "helper"}),
+    ("DELETE", "/v1/agents/helper/keys/nope", None, {"admin"}),
     ("GET", "/v1/tools", None, ALL),
     ("GET", "/v1/tools/crm.read", None, ALL),
     ("PUT", "/v1/tools/x.y", {}, {"admin"}),
@@ -131,6 +134,7 @@ TEMPLATES = {
     "/v1/tools/x.y": "/v1/tools/{name}",
     "/v1/keys/nope": "/v1/keys/{key_id}",
     "/v1/leases/nope": "/v1/leases/{lease_id}",
+    "/keys/nope": "/keys/{kid}",
 }
 
 

@@ -149,3 +149,67 @@ def test_an_agent_signs_in_with_its_own_key(api: Api) -> None:
 def test_introspection_is_for_services_and_admins(api: Api, who: str) -> None:
     response = api.post(who, "/v1/oauth/introspect", content="token=x", headers=FORM)
     assert response.status_code == 403
+
+
+def test_registering_an_agent_with_a_generated_key(api: Api) -> None:
+    body = {
+        "name": "reporter",
+        "owner": "user:alice",
+        "purpose": "reports",
+        "environment": "development",
+        "entitlements": {"tools": ["crm.read"], "environments": ["development"]},
+        "key": {"generate": True},
+    }
+    made = api.post("admin", "/v1/agents", body)
+    assert made.status_code == 201, made.text
+    assert made.headers["cache-control"] == "no-store"
+    out = made.json()
+    private_pem = out["private_key"]
+    assert private_pem.startswith("-----BEGIN PRIVATE KEY-----")
+    (key,) = out["keys"]
+    listed = api.get("admin", f"/v1/agents/reporter/keys")
+    assert [k["kid"] for k in listed.json()] == [key["kid"]]
+    assert "PRIVATE" not in listed.text
+    tr = api.world.tr
+    assertion = sign_assertion(
+        private_pem, out["id"], tr.tokens.audience, now=api.world.clock.now(), kid=key["kid"]
+    )
+    assert api.get(assertion, "/v1/me").json()["principal"] == f"agent:{out['id']}"
+    assert api.call("admin", "DELETE", f"/v1/agents/reporter/keys/{key['kid']}").status_code == 200
+    late = sign_assertion(private_pem, out["id"], tr.tokens.audience, now=api.world.clock.now())
+    assert api.get(late, "/v1/me").status_code == 401
+    assert refusals(api)[-1]["reason"] in ("key_revoked", "unknown_kid")
+
+
+def test_a_bad_key_refuses_the_whole_registration(api: Api) -> None:
+    body = {
+        "name": "broken",
+        "owner": "user:alice",
+        "purpose": "p",
+        "environment": "development",
+        "key": {"public_key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"},
+    }
+    response = api.post("admin", "/v1/agents", body)
+    assert response.status_code == 400
+    assert "AAAA" not in response.text
+    assert api.get("admin", "/v1/agents/broken").status_code == 404
+    both = {**body, "name": "both", "key": {"generate": True, "jwks": {"keys": []}}}
+    assert api.post("admin", "/v1/agents", both).status_code == 400
+    assert api.get("admin", "/v1/agents/both").status_code == 404
+
+
+def test_an_agent_adds_its_own_public_key(api: Api) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    private = Ed25519PrivateKey.generate()
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    added = api.post("admin", "/v1/agents/helper/keys", {"public_key": public_pem.decode()})
+    assert added.status_code == 201, added.text
+    assert added.json()["private_key"] is None
+    (key,) = added.json()["keys"]
+    assert key["source"] == "given" and key["alg"] == "EdDSA"
+    assert api.get("helper", "/v1/agents/helper/keys").status_code == 200
+    assert api.get("ops", "/v1/agents/helper/keys").status_code == 404

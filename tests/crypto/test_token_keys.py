@@ -181,3 +181,17 @@ def test_foreign_header_fields_are_refused(keys: TokenKeys, extra: dict[str, obj
     with pytest.raises(InvalidToken) as err:
         keys.verified_claims(token)
     assert err.value.reason in ("bad_header", "malformed")  # PyJWT itself refuses some `crit`
+
+
+def test_a_remembered_signature_hands_out_copies_and_only_for_the_same_bytes(
+    keys: TokenKeys,
+) -> None:
+    token = keys.sign({"n": 1, "list": [1]})
+    first = keys.verified_claims(token)
+    first["n"] = 2  # a caller changing its copy changes nothing remembered
+    assert keys.verified_claims(token) == {"n": 1, "list": [1]}
+    head, payload, sig = token.split(".")
+    flipped = sig[:-2] + ("AA" if sig[-2:] != "AA" else "BA")
+    with pytest.raises(InvalidToken) as err:
+        keys.verified_claims(f"{head}.{payload}.{flipped}")
+    assert err.value.reason in ("bad_signature", "malformed")

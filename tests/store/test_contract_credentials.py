@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from tribune.core.model import AgentKey, Lease, LeaseState, SealedSecret
+from tribune.core.model import AgentKey, AgentStatus, Lease, LeaseState, SealedSecret, TaskState
 from tribune.errors import Conflict, InvalidInput, UnknownTask
 from tribune.ports import Store
 
@@ -218,3 +218,20 @@ def test_sealed_secrets_put_replace_list_delete(store: Store) -> None:
     assert store.delete_secret("crm-api-key") is True
     assert store.delete_secret("crm-api-key") is False
     assert store.list_secrets() == [two]
+
+
+def test_token_state_reads_task_agent_and_revocation_at_once(with_task: Store) -> None:
+    store = with_task
+    state = store.token_state("t1", "j1")
+    assert state is not None
+    assert state.agent_id == agent().id and state.agent_status is AgentStatus.ACTIVE
+    assert state.task_state is TaskState.ACTIVE and not state.revoked
+    assert state.task_active(T0) and not state.task_active(T0 + timedelta(hours=1))
+    store.revoke_token("j1", T0 + timedelta(hours=1), T0)
+    store.set_agent_status(agent().id, AgentStatus.SUSPENDED)
+    store.end_task("t1", T0 + timedelta(minutes=1))
+    state = store.token_state("t1", "j1")
+    assert state is not None and state.revoked
+    assert state.agent_status is AgentStatus.SUSPENDED
+    assert state.task_state is TaskState.ENDED and not state.task_active(T0)
+    assert store.token_state("missing", "j1") is None

@@ -125,21 +125,28 @@ def _show(verdict: Any) -> None:
     console.print(line, highlight=False)
 
 
-def run_demo(home: Path | None = None) -> dict[str, str]:
-    """Run the tour; return each step's effect (used by tests)."""
-    from tribune.bootstrap import init_home, open_tribune
+def begin(home: Path | None, title: str, text: str) -> Path:
+    """Show the tour's banner and make its home (a fresh temporary one by default)."""
+    from tribune.bootstrap import init_home
 
     if home is None:
         home = Path(tempfile.mkdtemp(prefix="tribune-demo-"))
-    console.print(
-        Panel.fit(
-            "Tribune stands between agents and the tools they call. Every call is decided by Cedar "
-            "policies in context, and recorded (intent, decision, result) in a hash-chained log.",
-            title="Tribune demo",
-        )
-    )
+    console.print(Panel.fit(text, title=title))
     console.print(f"home: {home}", highlight=False)
     init_home(home)
+    return home
+
+
+def run_demo(home: Path | None = None) -> dict[str, str]:
+    """Run the tour; return each step's effect (used by tests)."""
+    from tribune.bootstrap import open_tribune
+
+    home = begin(
+        home,
+        "Tribune demo",
+        "Tribune stands between agents and the tools they call. Every call is decided by Cedar "
+        "policies in context, and recorded (intent, decision, result) in a hash-chained log.",
+    )
     effects: dict[str, str] = {}
     with open_tribune(home) as tr:
         _step(0, "Set up", "a team, an owner, two approvers, four tools and two agents.")

@@ -4,15 +4,14 @@ for the task and for one call, and all of them dying with the task."""
 from __future__ import annotations
 
 import json
-import tempfile
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
-from rich.panel import Panel
 
 from tribune.cli.common import console
+from tribune.cli.demo import begin
 from tribune.core.model import Entitlements, ExtractorSpec, RecordKind, RiskFacts, Tool
 from tribune.crypto.assertions import sign_assertion
 from tribune.crypto.token_keys import InvalidToken
@@ -62,20 +61,15 @@ def _say(text: str) -> None:
 
 def run_credentials_demo(home: Path | None = None) -> dict[str, Any]:
     """Run the tour; return what each step observed (used by tests)."""
-    from tribune.bootstrap import init_home, open_tribune
+    from tribune.bootstrap import open_tribune
 
-    if home is None:
-        home = Path(tempfile.mkdtemp(prefix="tribune-demo-"))
-    console.print(
-        Panel.fit(
-            "No standing privilege: an agent proves who it is with its own key, works under a "
-            "token for one task, and every credential it borrows expires by itself and is "
-            "revoked when the task ends.",
-            title="Tribune demo: credentials that die with the task",
-        )
+    home = begin(
+        home,
+        "Tribune demo: credentials that die with the task",
+        "No standing privilege: an agent proves who it is with its own key, works under a "
+        "token for one task, and every credential it borrows expires by itself and is "
+        "revoked when the task ends.",
     )
-    console.print(f"home: {home}", highlight=False)
-    init_home(home)
     config = home / "tribune.toml"
     if "[credentials.crm-api]" not in config.read_text(encoding="utf-8"):
         with config.open("a", encoding="utf-8") as handle:

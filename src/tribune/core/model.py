@@ -511,6 +511,21 @@ class AgentKey:
         return self.revoked_at is None
 
 
+@dataclass(frozen=True, slots=True)
+class TokenState:
+    """What a token check needs from the store, read at once: the task's agent, whether the
+    task is active, the agent's status and whether the token id is revoked."""
+
+    agent_id: str
+    task_state: TaskState
+    task_expires_at: datetime
+    agent_status: AgentStatus | None
+    revoked: bool
+
+    def task_active(self, now: datetime) -> bool:
+        return self.task_state is TaskState.ACTIVE and now < self.task_expires_at
+
+
 class LeaseState(StrEnum):
     ACTIVE = "active"
     REVOKED = "revoked"

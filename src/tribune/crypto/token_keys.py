@@ -51,6 +51,7 @@ NEXT = "next"
 RETIRED_FILE = "retired.json"
 DEFAULT_RETIRE_AFTER = 2 * 86400
 MAX_TOKEN = 16 * 1024  # a task token is well under 2 KiB; refuse anything huge before parsing
+VERIFIED_CACHE = 10_000  # tokens whose signature is remembered (only valid ones get in)
 KID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{43}$")  # base64url of a SHA-256 digest
 
 
@@ -78,6 +79,10 @@ class TokenKeys:
         self.clock = clock
         self.retire_after = retire_after
         self._lock = threading.Lock()
+        # Tokens whose signature verified, with their claims: an agent presents one token on
+        # every call of its task, and the EdDSA check is most of a verification's cost. Only
+        # the signature is remembered; every claim is checked again by the caller each time.
+        self._verified: dict[str, dict[str, Any]] = {}
         self._active = load_or_create_key_pair(self.dir, name=ACTIVE)
         save_public_key(self.dir, self._active.public_key)
         self._public = load_public_keys(self.dir)
@@ -128,6 +133,8 @@ class TokenKeys:
                 for kid, at in retired.items()
                 if kid != self._active.key_id and now - at >= self.retire_after
             )
+            if gone:
+                self._verified.clear()  # a pruned key verifies nothing any more
             for kid in gone:
                 if KID_PATTERN.match(kid):
                     (self.dir / f"{kid}.pub.pem").unlink(missing_ok=True)
@@ -140,6 +147,7 @@ class TokenKeys:
     def reload(self) -> None:
         """Pick up a rotation or prune made by another process."""
         with self._lock:
+            self._verified.clear()
             self._active = load_key_pair(self.dir, name=ACTIVE)
             self._public = load_public_keys(self.dir)
             self._public.setdefault(self._active.key_id, self._active.public_key)
@@ -198,6 +206,9 @@ class TokenKeys:
         claims (time, audience, issuer): the caller does. Raises :class:`InvalidToken`."""
         if not isinstance(token, str) or len(token) > MAX_TOKEN or token.count(".") != 2:
             raise InvalidToken("malformed")
+        known = self._verified.get(token)
+        if known is not None:
+            return dict(known)
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -220,7 +231,10 @@ class TokenKeys:
             raise InvalidToken("malformed") from None
         if not isinstance(claims, dict):
             raise InvalidToken("malformed")
-        return claims
+        if len(self._verified) >= VERIFIED_CACHE:
+            self._verified.clear()
+        self._verified[token] = claims
+        return dict(claims)
 
     def __repr__(self) -> str:
         return f"TokenKeys(dir={str(self.dir)!r}, kid={self.kid!r})"

@@ -94,6 +94,33 @@ class AgentIn(Strict):
     purpose: Annotated[str, Field(min_length=1, max_length=4096)]
     environment: Name
     entitlements: EntitlementsIn = EntitlementsIn()
+    key: AgentKeyIn | None = Field(None, description="a key pair to create, or the agent's own")
+
+
+class AgentKeyIn(Strict):
+    """Exactly one: `generate` (Tribune makes an Ed25519 pair and hands the private key over
+    once), the agent's own `public_key` (PEM text or a JWK) or a `jwks` document."""
+
+    generate: bool = False
+    public_key: Annotated[str, Field(max_length=16_384)] | dict[str, Any] | None = None
+    jwks: dict[str, Any] | None = None
+
+
+class AgentKeyOut(BaseModel):
+    kid: str
+    agent: str
+    alg: str | None
+    source: Literal["generated", "given"]
+    status: Literal["active", "revoked"]
+    created_at: str
+    revoked_at: str | None
+
+
+class AgentKeysOut(BaseModel):
+    keys: list[AgentKeyOut]
+    private_key: str | None = Field(
+        None, description="PKCS#8 PEM of a generated key: shown once, Tribune keeps no copy"
+    )
 
 
 class AgentOut(BaseModel):
@@ -105,6 +132,11 @@ class AgentOut(BaseModel):
     entitlements: EntitlementsOut
     status: Literal["active", "suspended", "retired"]
     created_at: str
+
+
+class AgentRegistered(AgentOut):
+    keys: list[AgentKeyOut] = []
+    private_key: str | None = Field(None, description="shown once, when a key was generated")
 
 
 class AgentStatusIn(Strict):

@@ -184,6 +184,17 @@ class IdentityService:
             raise Conflict(f"agent `{found.name}` already has a key of this JWKS document")
         return [self._add(found, jwk, "given") for jwk in keys]
 
+    def check_public(
+        self, public: str | dict[str, Any] | None = None, jwks: dict[str, Any] | None = None
+    ) -> None:
+        """Refuse (``InvalidInput``) a key or JWKS that ``add_key``/``add_jwks`` would refuse,
+        storing nothing: lets a caller validate before registering an agent."""
+        if jwks is not None:
+            if not [_usable(jwk) for jwk in parse_jwks(jwks)]:
+                raise InvalidInput("the JWKS document holds no keys")
+        elif public is not None:
+            _usable(parse_public_key(public))
+
     def _add(self, agent: Agent, jwk: dict[str, Any], source: str) -> AgentKey:
         key = AgentKey(agent.id, jwk["kid"], jwk, self.clock.now(), None, source)
         self.store.add_agent_key(key)

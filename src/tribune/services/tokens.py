@@ -133,18 +133,17 @@ class TokenService:
         agent_id, task_id, owner, jti = (claims[n] for n in ("sub", "task", "owner", "jti"))
         if not all(isinstance(v, str) for v in (agent_id, task_id, owner, jti)):
             raise InvalidToken("malformed")
-        if self.store.token_revoked(jti):
-            raise InvalidToken("revoked")
         scope = _scope(claims.get("authorization_details"))
-        task = self.store.get_task(task_id)
-        if task is None:
+        state = self.store.token_state(task_id, jti)  # one read: task, agent, revocation
+        if state is not None and state.revoked:
+            raise InvalidToken("revoked")
+        if state is None:
             raise InvalidToken("unknown_task")
-        if task.agent_id != agent_id:
+        if state.agent_id != agent_id:
             raise InvalidToken("subject_mismatch")
-        if not task.is_active(self.clock.now()):
+        if not state.task_active(self.clock.now()):
             raise InvalidToken("task_inactive")
-        agent = self.store.get_agent(agent_id)
-        if agent is None or agent.status is not AgentStatus.ACTIVE:
+        if state.agent_status is not AgentStatus.ACTIVE:
             raise InvalidToken("agent_inactive")
         return TokenClaims(
             agent_id=agent_id,

@@ -122,6 +122,9 @@ class MemoryStore(MemoryCredentials):
     def get_agent(self, agent_id: str) -> Agent | None:
         return self._get(self._agents, Agent, agent_id)
 
+    def _agent_of(self, agent_id: str) -> Agent | None:
+        return self.get_agent(agent_id)
+
     def list_agents(self) -> list[Agent]:
         return self._list(self._agents, Agent)
 

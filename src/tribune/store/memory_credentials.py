@@ -6,7 +6,15 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime
 
-from tribune.core.model import AgentKey, Lease, LeaseState, SealedSecret
+from tribune.core.model import (
+    Agent,
+    AgentKey,
+    Lease,
+    LeaseState,
+    SealedSecret,
+    Task,
+    TokenState,
+)
 from tribune.errors import Conflict, InvalidInput, UnknownTask
 from tribune.store import codec
 from tribune.store.sql_credentials import MAX_LEASES
@@ -14,6 +22,9 @@ from tribune.store.sql_credentials import MAX_LEASES
 
 class MemoryCredentials:
     _tasks: dict[str, str]
+
+    def _agent_of(self, agent_id: str) -> Agent | None:
+        raise NotImplementedError  # MemoryStore.get_agent
 
     @property
     def _lock(self) -> threading.RLock:
@@ -75,6 +86,22 @@ class MemoryCredentials:
     def token_revoked(self, jti: str) -> bool:
         with self._lock:
             return jti in self._revoked_ids
+
+    def token_state(self, task_id: str, jti: str) -> TokenState | None:
+        with self._lock:
+            task_text = self._tasks.get(task_id)
+            revoked = jti in self._revoked_ids
+        if task_text is None:
+            return None
+        task = codec.loads(Task, task_text)
+        agent = self._agent_of(task.agent_id)
+        return TokenState(
+            agent_id=task.agent_id,
+            task_state=task.state,
+            task_expires_at=task.expires_at,
+            agent_status=agent.status if agent is not None else None,
+            revoked=revoked,
+        )
 
     def prune_token_ids(self, before: datetime) -> int:
         codec.check_aware(before)

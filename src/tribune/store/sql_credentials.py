@@ -9,18 +9,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, delete, insert, or_, select, update
+from sqlalchemy import Engine, bindparam, delete, exists, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from tribune.core.model import AgentKey, Lease, LeaseState, SealedSecret
+from tribune.core.model import (
+    AgentKey,
+    AgentStatus,
+    Lease,
+    LeaseState,
+    SealedSecret,
+    TaskState,
+    TokenState,
+)
 from tribune.errors import Conflict, InvalidInput, UnknownTask
 from tribune.store import codec
 from tribune.store.engine import bytewise, read_tx, write_tx
 from tribune.store.tables import (
     agent_keys,
+    agents,
     leases,
     revoked_tokens,
     sealed_secrets,
@@ -31,9 +40,28 @@ from tribune.store.tables import (
 MAX_LEASES = 10_000
 
 
+# One read for a token check: task, its agent's status and the revocation list.
+_TOKEN_STATE = (
+    select(
+        tasks.c.agent_id,
+        tasks.c.state,
+        tasks.c.expires_at,
+        agents.c.status,
+        exists().where(revoked_tokens.c.jti == bindparam("jti")),
+    )
+    .select_from(tasks.outerjoin(agents, agents.c.id == tasks.c.agent_id))
+    .where(tasks.c.id == bindparam("task"))
+)
+_SQLITE_TOKEN_STATE = str(_TOKEN_STATE.compile(dialect=sqlite.dialect()))
+
+
 class SqlCredentials:
     engine: Engine
     _dialect: str
+
+    if TYPE_CHECKING:  # SqlAuditLog's raw read connection (it follows this class in the MRO)
+
+        def _sqlite_read_one(self, sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None: ...
 
     def _insert_ignoring(self, table: Any, values: dict[str, Any], keys: list[str]) -> bool:
         """INSERT ... ON CONFLICT DO NOTHING; True when the row was inserted. (RETURNING, as
@@ -114,6 +142,23 @@ class SqlCredentials:
         stmt = select(revoked_tokens.c.jti).where(revoked_tokens.c.jti == jti)
         with read_tx(self.engine) as conn:
             return conn.execute(stmt).first() is not None
+
+    def token_state(self, task_id: str, jti: str) -> TokenState | None:
+        if self._dialect == "sqlite":
+            row = self._sqlite_read_one(_SQLITE_TOKEN_STATE, (jti, task_id))
+        else:
+            with read_tx(self.engine) as conn:
+                row = conn.execute(_TOKEN_STATE, {"jti": jti, "task": task_id}).first()
+        if row is None:
+            return None
+        agent_id, state, expires, status, revoked = row
+        return TokenState(
+            agent_id=agent_id,
+            task_state=TaskState(state),
+            task_expires_at=codec.from_micros(expires),
+            agent_status=AgentStatus(status) if status is not None else None,
+            revoked=bool(revoked),
+        )
 
     def prune_token_ids(self, before: datetime) -> int:
         when = codec.to_micros(before)
