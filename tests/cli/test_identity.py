@@ -115,3 +115,41 @@ def test_lease_revoke_and_sweep(creds: Cli) -> None:
     assert "revoked" in creds.ok("leases", "revoke", lease.id).stderr
     assert "0 lease(s) ended" in creds.ok("leases", "sweep").stderr
     creds.error("unknown_lease", 2, "leases", "revoke", "nope")
+
+
+def test_register_with_a_key_pair(org: Cli, tmp_path: Path) -> None:
+    out = tmp_path / "reporter.pem"
+    org.ok(
+        "agent",
+        "register",
+        "reporter",
+        "--owner",
+        "user:alice",
+        "--purpose",
+        "reports",
+        "--tool",
+        "kb.search",
+        "--key-out",
+        str(out),
+    )
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    (key,) = org.json("agent", "key", "list", "reporter", "--json")
+    with open_tribune(org.home) as tr:
+        agent_id = tr.registry.resolve_agent("reporter").id
+        signed = sign_assertion(out.read_text(), agent_id, tr.tokens.audience, kid=key["kid"])
+        assert tr.identity.authenticate(signed).agent_id == agent_id
+    # An existing file refuses the registration before anything is stored.
+    org.error(
+        "invalid_input",
+        2,
+        "agent",
+        "register",
+        "other",
+        "--owner",
+        "user:alice",
+        "--purpose",
+        "p",
+        "--key-out",
+        str(out),
+    )
+    assert "other" not in {a["name"] for a in org.json("agent", "list", "--json")}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -119,3 +120,10 @@ def limits(max_amount: int | None, max_count: int | None, max_calls: int | None)
         if value is not None and value < 0:
             raise InvalidInput(f"`{option}` must be 0 or more, not `{value}`")
     return Limits(max_amount, max_count, max_calls)
+
+
+def write_private(path: Path, pem: str) -> None:
+    """Write a private key to a new file, mode 0600 from its first byte."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(pem)

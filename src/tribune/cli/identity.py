@@ -12,7 +12,14 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from tribune.cli.common import HomeOption, console, emit_json, err_console, opened
+from tribune.cli.common import (
+    HomeOption,
+    console,
+    emit_json,
+    err_console,
+    opened,
+    write_private,
+)
 from tribune.core.model import AgentKey, Lease
 from tribune.errors import InvalidInput
 
@@ -61,9 +68,7 @@ def key_create(
         _say("warning: the private key will not be shown again; store it now")
         sys.stdout.write(private_pem)
         return
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(private_pem)
+    write_private(out, private_pem)
     _say(f"private key written to `{out}`")
 
 

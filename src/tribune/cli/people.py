@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from tribune.cli.common import (
     HomeOption,
     console,
     emit_json,
+    err_console,
     errors,
     limits,
     opened,
     read_json_arg,
+    write_private,
 )
 from tribune.core.model import Agent, AgentStatus, Entitlements
 from tribune.errors import InvalidInput
@@ -102,10 +106,16 @@ def agent_register(
     max_count: Annotated[int | None, typer.Option(help="Most items a call affects.")] = None,
     max_calls: Annotated[int | None, typer.Option(help="Most calls in one task.")] = None,
     open_scope: Annotated[bool, typer.Option(help="May start open-scope tasks.")] = False,
+    key_out: Annotated[
+        Path | None,
+        typer.Option(help="Also make its Ed25519 key pair; write the private key here (0600)."),
+    ] = None,
     home: HomeOption = None,
 ) -> None:
     """Register an agent: its SPIFFE id, owner and entitlements (the most it may be granted)."""
     with opened(home) as tr:
+        if key_out is not None and key_out.exists():
+            raise InvalidInput(f"`{key_out}` exists", hint="choose a new file")
         environment = environment or tr.settings.environment
         agent = tr.registry.register_agent(
             name,
@@ -120,6 +130,14 @@ def agent_register(
                 open_scope=open_scope,
             ),
         )
+        if key_out is not None:
+            key, private_pem = tr.identity.create_key(agent.id)
+            write_private(key_out, private_pem)
+            err_console.print(
+                escape(f"key `{key.kid}` created; private key written to `{key_out}`"),
+                highlight=False,
+                soft_wrap=True,
+            )
     emit_json(agent_dict(agent))
 
 

@@ -39,7 +39,13 @@ def build_backends(
 
 
 def _postgres(sources: Mapping[str, CredentialSource]) -> CredentialBackend:
-    from tribune.credentials.postgres import Grant, PostgresRoleBackend, PostgresTarget
+    try:
+        from tribune.credentials.postgres import Grant, PostgresRoleBackend, PostgresTarget
+    except ImportError:
+        raise ConfigError(
+            "a `postgres` credential source needs the PostgreSQL driver",
+            hint="pip install 'tribune[postgres]'",
+        ) from None
 
     targets = {}
     for name, source in sources.items():
