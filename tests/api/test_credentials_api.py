@@ -167,7 +167,7 @@ def test_registering_an_agent_with_a_generated_key(api: Api) -> None:
     private_pem = out["private_key"]
     assert private_pem.startswith("-----BEGIN PRIVATE KEY-----")
     (key,) = out["keys"]
-    listed = api.get("admin", f"/v1/agents/reporter/keys")
+    listed = api.get("admin", "/v1/agents/reporter/keys")
     assert [k["kid"] for k in listed.json()] == [key["kid"]]
     assert "PRIVATE" not in listed.text
     tr = api.world.tr

@@ -41,6 +41,7 @@ from tribune.core.model import (
     SessionState,
     Task,
     TaskState,
+    TokenState,
     Tool,
     User,
     Verdict,
@@ -193,6 +194,7 @@ EXAMPLES: list[Any] = [
         "kill_switch",
     ),
     SealedSecret("crm", "c2VhbGVk", "k1", T0, "note"),
+    TokenState("spiffe://x/agent/a", TaskState.ENDED, T0, AgentStatus.SUSPENDED, True),
     Verdict(
         "a1", "d" * 64, Decision(Effect.ALLOW, "read"), "t1", None, "read", ("x@y.z",), 1, True
     ),
