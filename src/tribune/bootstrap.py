@@ -220,13 +220,14 @@ class Tribune(Governed):
             ),
             settings.credentials,
             verdict_of=self.governor.verdict_of,
+            auto_sweep=clock is None,  # a hand-moved clock (tests, replays) sweeps by hand
         )
         self.tasks.on_end.append(self._revoke_leases)
         self.killswitch = KillSwitch(
             store, self.clock, self.audit, self.registry, self.tasks, self.leases
         )
         self.introspection = Introspection(
-            store, self.clock, self.token_keys, self.tokens, self.leases, self.tasks
+            store, self.clock, self.token_keys, self.tokens, self.leases, self.audit
         )
         self.identity = IdentityService(
             store,

@@ -213,3 +213,16 @@ def test_an_agent_adds_its_own_public_key(api: Api) -> None:
     assert key["source"] == "given" and key["alg"] == "EdDSA"
     assert api.get("helper", "/v1/agents/helper/keys").status_code == 200
     assert api.get("ops", "/v1/agents/helper/keys").status_code == 404
+
+
+def test_a_service_key_over_http_introspects_and_nothing_else(api: Api) -> None:
+    made = api.post("admin", "/v1/keys", {"principal": "service:billing", "role": "resource"})
+    assert made.status_code == 201, made.text
+    token = made.json()["token"]
+    assert api.get(token, "/v1/me").json()["role"] == "resource"
+    assert api.get(token, "/v1/tasks").status_code == 403
+    assert introspect(api, "nonsense", who=token) == {"active": False}
+    wrong = api.post("admin", "/v1/keys", {"principal": "service:billing", "role": "admin"})
+    assert wrong.status_code == 400
+    user = api.post("admin", "/v1/keys", {"principal": "user:alice", "role": "resource"})
+    assert user.status_code == 400

@@ -4,6 +4,7 @@ the embedded SDK, decisions made by the service."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -295,3 +296,56 @@ def test_workers_share_one_home(tmp_path: Path) -> None:
         assert stopped_gracefully(process)
     with tribune.open(tmp_path / "home", create=False) as tr:
         assert tr.audit.verify().ok
+
+
+def test_a_remote_client_borrows_a_credential_for_one_call(tmp_path: Path) -> None:
+    from tribune.bootstrap import init_home
+
+    home = tmp_path / "home"
+    init_home(home)
+    with (home / "tribune.toml").open("a", encoding="utf-8") as handle:
+        handle.write(
+            '\n[credentials.crm-api]\nbackend = "token"\naudience = "https://crm.example"\n'
+            'tools = ["crm.read"]\n'
+        )
+    process, url, token = start_server(home)
+    try:
+        assert token
+        admin = tribune.connect(url, api_key=token)
+        admin.post("/v1/users", {"name": "alice", "email": "alice@acme.com"})
+        admin.backend.request(
+            "PUT",
+            "/v1/tools/crm.read",
+            {"risk": {"read_only": True, "destructive": False, "open_world": False}},
+        )
+        admin.post(
+            "/v1/agents",
+            {
+                "name": "helper",
+                "owner": "user:alice",
+                "purpose": "support",
+                "environment": "development",
+                "entitlements": {"tools": ["crm.read"]},
+            },
+        )
+        key = admin.post("/v1/keys", {"principal": "agent:helper", "role": "agent"})["token"]
+        tr = tribune.connect(url, api_key=key)
+        got: list[str] = []
+
+        @tr.govern("crm.read", credentials={"crm_token": "crm-api"})
+        def read(customer_id: str, *, crm_token: str = "") -> str:
+            got.append(crm_token)
+            return customer_id
+
+        with tr.task("helper", purpose="look up", tools=["crm.read"]) as task:
+            assert read("42") == "42"
+        (leased,) = admin.get(f"/v1/tasks/{task.id}/leases")
+        assert (leased["state"], leased["end_reason"]) == ("revoked", "call_ended")
+        assert got[0].count(".") == 2
+        records = admin.get(f"/v1/audit/records?task={task.id}")
+        assert got[0] not in json.dumps(records)
+        tr.close()
+        admin.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

@@ -195,3 +195,33 @@ def test_a_remembered_signature_hands_out_copies_and_only_for_the_same_bytes(
     with pytest.raises(InvalidToken) as err:
         keys.verified_claims(f"{head}.{payload}.{flipped}")
     assert err.value.reason in ("bad_signature", "malformed")
+
+
+def test_a_server_picks_up_a_rotation_and_a_prune_made_elsewhere(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    server = TokenKeys(tmp_path / "tokens", clock, retire_after=60, recheck_every=0)
+    cli = TokenKeys(tmp_path / "tokens", clock, retire_after=60, recheck_every=0)
+    old_kid = server.kid
+    old_token = server.sign({"n": 1})
+    assert server.verified_claims(old_token) == {"n": 1}  # now remembered
+    new_kid = cli.rotate()
+    # The server signs with the new key and publishes it without a restart.
+    assert jwt.get_unverified_header(server.sign({"n": 2}))["kid"] == new_kid
+    assert {k["kid"] for k in server.jwks()["keys"]} == {old_kid, new_kid}
+    clock.advance(60)
+    assert cli.prune() == [old_kid]
+    # The pruned key verifies nothing any more, remembered signatures included.
+    with pytest.raises(InvalidToken) as err:
+        server.verified_claims(old_token)
+    assert err.value.reason == "unknown_kid"
+    assert server.key_ids() == [new_kid]
+
+
+def test_without_a_change_on_disk_nothing_is_reloaded(tmp_path: Path, clock: FixedClock) -> None:
+    keys = TokenKeys(tmp_path / "tokens", clock, recheck_every=0)
+    token = keys.sign({"n": 1})
+    keys.verified_claims(token)
+    remembered = dict(keys._verified)
+    keys.sign({"n": 2})
+    assert keys._verified == remembered  # no reload: the memory was kept

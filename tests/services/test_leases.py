@@ -249,8 +249,27 @@ def test_rfc7009_revocation_by_token(world: World) -> None:
     assert tr.leases.get(issued.lease.id).end_reason == "token_revoked"
     tr.introspection.revoke("not-a-token", caller=helper)  # ignored, as RFC 7009 asks
     task_token = tr.tokens.issue(task, tr.registry.resolve_agent(task.agent_id), "user:alice")
+    spare = tr.tokens.issue(task, tr.registry.resolve_agent(task.agent_id), "user:alice")
     tr.introspection.revoke(task_token, caller=helper)
-    assert not tr.tasks.get(task.id).is_active(world.clock.now())
+    with pytest.raises(InvalidToken) as err:
+        tr.tokens.verify(task_token)
+    assert err.value.reason == "revoked"
+    assert tr.tokens.verify(spare).task_id == task.id  # the task and its other tokens go on
+    assert [e["jti"] for e in events(world, "token_revoked")] == [parts_jti(task_token)]
+
+
+def parts_jti(token: str) -> str:
+    return str(jwt.decode(token, options={"verify_signature": False})["jti"])
+
+
+def test_a_suspended_agents_downstream_tokens_are_inactive(world: World) -> None:
+    tr = world.tr
+    task = world.task(tools=["crm.read"])
+    token = tr.leases.issue(task.id, "crm-api").credential["token"]
+    tr.registry.set_status("helper", AgentStatus.SUSPENDED)
+    assert tr.introspection.introspect(token) == {"active": False}
+    tr.registry.set_status("helper", AgentStatus.ACTIVE)
+    assert tr.introspection.introspect(token)["active"] is True
 
 
 def role_agent() -> Any:
@@ -351,7 +370,13 @@ def test_kill_switch_by_agent_owner_and_all(world: World) -> None:
     world.task("ops", tool_groups=["tickets"], environment="production")
     assert tr.killswitch.revoke(everything=True).tasks_ended == 2
     assert tr.store.list_tasks(active_at=world.clock.now()) == []
-    for bad in ({}, {"task": "x", "agent": "helper"}, {"everything": True, "owner": "user:a"}):
+    bad_choices: list[dict[str, Any]] = [
+        {},
+        {"task": "x", "agent": "helper"},
+        {"everything": True, "owner": "user:a"},
+        {"task": "x", "suspend": True},
+    ]
+    for bad in bad_choices:
         with pytest.raises(InvalidInput):
             tr.killswitch.revoke(**bad)
 
@@ -385,3 +410,16 @@ def test_a_source_for_tribunes_own_audience_is_refused(world: World, tmp_path: P
         backend.check_scope({"audience": world.tr.tokens.issuer})
     with pytest.raises(InvalidInput):
         backend.check_scope({})
+
+
+def test_a_process_on_the_real_clock_sweeps_by_itself(world: World) -> None:
+    tr = open_tribune(world.home)  # the system clock: the sweeper starts with the first lease
+    try:
+        assert tr.leases.auto_sweep and tr.leases._sweeper is None
+        task = tr.start_task("helper", purpose="p", tools=["crm.read"])
+        tr.leases.issue(task.id, "crm-api")
+        assert tr.leases._sweeper is not None and tr.leases._sweeper.is_alive()
+    finally:
+        tr.close()
+    assert tr.leases._sweeper is None  # close stops it
+    assert not world.tr.leases.auto_sweep  # the hand-moved clock of the tests does not

@@ -40,8 +40,16 @@ def key_dict(key: ApiKey, now: datetime) -> dict[str, Any]:
 
 @keys.command("create")
 def key_create(
-    principal: Annotated[str, typer.Argument(help="`user:NAME` or `agent:NAME` (or SPIFFE id).")],
-    role: Annotated[str, typer.Option(help="admin, approver or auditor (users); agent.")],
+    principal: Annotated[
+        str,
+        typer.Argument(help="`user:NAME`, `agent:NAME` (or SPIFFE id) or `service:NAME`."),
+    ],
+    role: Annotated[
+        str,
+        typer.Option(
+            help="admin, approver or auditor (users); agent (agents); resource (services)."
+        ),
+    ],
     note: Annotated[str, typer.Option(help="What the key is for.")] = "",
     ttl: Annotated[
         int | None, typer.Option(help="Seconds until it expires (default: never).")

@@ -27,7 +27,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tribune.crypto.keys import _read_key_file, _write_new, b64url, b64url_decode, ensure_keys_dir
-from tribune.errors import ConfigError, KeyFileInvalid, TribuneError
+from tribune.errors import ConfigError, CredentialBackendUnavailable, KeyFileInvalid
 
 ENV_KEY = "TRIBUNE_SEALING_KEY"
 KEY_FILE = "sealing.key"
@@ -38,7 +38,7 @@ TAG_SIZE = 16
 _ID_LABEL = b"tribune sealing key id v1\x00"
 
 
-class SealedSecretError(TribuneError):
+class SealedSecretError(CredentialBackendUnavailable):
     """A sealed secret that cannot be opened. The message never says why."""
 
     code = "secret_unreadable"

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,12 @@ class TokenKeys:
     """The token signing key of one home, and every key that still verifies its tokens."""
 
     def __init__(
-        self, keys_dir: Path, clock: Clock, *, retire_after: int = DEFAULT_RETIRE_AFTER
+        self,
+        keys_dir: Path,
+        clock: Clock,
+        *,
+        retire_after: int = DEFAULT_RETIRE_AFTER,
+        recheck_every: float = 1.0,
     ) -> None:
         if retire_after <= 0:
             raise ValueError("retire_after must be positive")
@@ -79,6 +85,10 @@ class TokenKeys:
         self.clock = clock
         self.retire_after = retire_after
         self._lock = threading.Lock()
+        # A rotation or prune made by another process (the CLI beside a server) is picked up
+        # within ``recheck_every`` seconds: the key files' identities are compared that often.
+        self._recheck_every = recheck_every
+        self._checked = time.monotonic()
         # Tokens whose signature verified, with their claims: an agent presents one token on
         # every call of its task, and the EdDSA check is most of a verification's cost. Only
         # the signature is remembered; every claim is checked again by the caller each time.
@@ -86,18 +96,45 @@ class TokenKeys:
         self._active = load_or_create_key_pair(self.dir, name=ACTIVE)
         save_public_key(self.dir, self._active.public_key)
         self._public = load_public_keys(self.dir)
+        self._seen = self._stamp()
 
     @property
     def kid(self) -> str:
         """The key id of the active signing key."""
+        self._fresh()
         return self._active.key_id
 
     def key_ids(self) -> list[str]:
         """Every key id that verifies, sorted."""
+        self._fresh()
         return sorted(self._public)
+
+    def _stamp(self) -> tuple[tuple[int, int], ...]:
+        """Identities (inode, mtime) of the active key and the retirement list."""
+        out = []
+        for path in (private_key_path(self.dir, ACTIVE), self.dir / RETIRED_FILE):
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                out.append((0, 0))
+            else:
+                out.append((st.st_ino, st.st_mtime_ns))
+        return tuple(out)
+
+    def _fresh(self) -> None:
+        """Reload if another process rotated or pruned since the last look (at most one look
+        per ``recheck_every`` seconds)."""
+        now = time.monotonic()
+        if now - self._checked < self._recheck_every:
+            return
+        self._checked = now
+        stamp = self._stamp()
+        if stamp != self._seen:
+            self.reload()
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         """Every verification key as a JWKS document (OKP, Ed25519, ``use`` sig, ``alg`` EdDSA)."""
+        self._fresh()
         with self._lock:
             keys = dict(self._public)
         return {"keys": [public_jwk(keys[kid]) for kid in sorted(keys)]}
@@ -120,6 +157,7 @@ class TokenKeys:
             os.replace(next_path, private_key_path(self.dir, ACTIVE))
             self._active = new
             self._public[new.key_id] = new.public_key
+            self._seen = self._stamp()
             return new.key_id
 
     def prune(self) -> list[str]:
@@ -142,12 +180,14 @@ class TokenKeys:
                 del retired[kid]
             if gone:
                 self._write_retired(retired)
+            self._seen = self._stamp()
             return gone
 
     def reload(self) -> None:
         """Pick up a rotation or prune made by another process."""
         with self._lock:
             self._verified.clear()
+            self._seen = self._stamp()
             self._active = load_key_pair(self.dir, name=ACTIVE)
             self._public = load_public_keys(self.dir)
             self._public.setdefault(self._active.key_id, self._active.public_key)
@@ -193,6 +233,7 @@ class TokenKeys:
 
     def sign(self, claims: dict[str, Any]) -> str:
         """``claims`` as a compact JWS signed by the active key (header alg, kid, typ)."""
+        self._fresh()
         pair = self._active
         return jwt.encode(
             claims,
@@ -206,6 +247,7 @@ class TokenKeys:
         claims (time, audience, issuer): the caller does. Raises :class:`InvalidToken`."""
         if not isinstance(token, str) or len(token) > MAX_TOKEN or token.count(".") != 2:
             raise InvalidToken("malformed")
+        self._fresh()
         known = self._verified.get(token)
         if known is not None:
             return dict(known)

@@ -439,10 +439,10 @@ class PolicyCheckOut(BaseModel):
 
 
 class KeyIn(Strict):
-    principal: Annotated[str, Field(max_length=600, pattern=r"^(user|agent):[^\s]+$")] = Field(
-        description="user:NAME, or agent:NAME or agent:SPIFFE-ID"
+    principal: Annotated[str, Field(max_length=600, pattern=r"^(user|agent|service):[^\s]+$")] = (
+        Field(description="user:NAME, agent:NAME or agent:SPIFFE-ID, or service:NAME")
     )
-    role: Literal["admin", "approver", "auditor", "agent"]
+    role: Literal["admin", "approver", "auditor", "agent", "resource"]
     note: Annotated[str, Field(max_length=256)] = ""
     ttl: Annotated[int, Field(ge=60, le=10 * 365 * 86400)] | None = None
 
@@ -562,6 +562,10 @@ class LeaseIn(Strict):
 
 class LeaseRenewIn(Strict):
     ttl: int | None = Field(None, ge=1, le=86_400)
+
+
+class LeaseRevokeIn(Strict):
+    reason: Literal["requested", "call_ended"] = "requested"
 
 
 class LeaseOut(BaseModel):

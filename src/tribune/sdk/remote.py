@@ -168,7 +168,7 @@ class RemoteBackend:
         return _lease(out)
 
     def give_back(self, lease_id: str) -> None:
-        self.request("POST", f"/v1/leases/{_segment(lease_id)}/revoke")
+        self.request("POST", f"/v1/leases/{_segment(lease_id)}/revoke", {"reason": "call_ended"})
 
     async def aborrow(self, verdict: Verdict, source: str) -> tuple[str, dict[str, Any]]:
         path = f"/v1/tasks/{_segment(verdict.task_id)}/leases"
@@ -176,7 +176,9 @@ class RemoteBackend:
         return _lease(out)
 
     async def agive_back(self, lease_id: str) -> None:
-        await self.arequest("POST", f"/v1/leases/{_segment(lease_id)}/revoke")
+        await self.arequest(
+            "POST", f"/v1/leases/{_segment(lease_id)}/revoke", {"reason": "call_ended"}
+        )
 
 
 class Client(Governed):

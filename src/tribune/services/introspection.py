@@ -11,12 +11,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from tribune.core.model import Role
+from tribune.core.model import AgentStatus, RecordKind, Role
 from tribune.crypto.token_keys import InvalidToken, TokenKeys
 from tribune.ports import Clock, Store
 from tribune.services.access import Caller
 from tribune.services.leases import LeaseService
-from tribune.services.tasks import TaskService
+from tribune.services.registry import Events
 from tribune.services.tokens import TokenService
 
 INACTIVE: dict[str, Any] = {"active": False}
@@ -31,16 +31,16 @@ class Introspection:
         keys: TokenKeys,
         tokens: TokenService,
         leases: LeaseService,
-        tasks: TaskService,
+        events: Events,
         *,
         leeway: int = 30,
     ) -> None:
+        self.events = events
         self.store = store
         self.clock = clock
         self.keys = keys
         self.tokens = tokens
         self.leases = leases
-        self.tasks = tasks
         self.leeway = leeway
 
     def introspect(self, token: str) -> dict[str, Any]:
@@ -59,8 +59,9 @@ class Introspection:
         return out
 
     def revoke(self, token: str, *, caller: Caller) -> None:
-        """RFC 7009: a downstream token's lease is revoked; a task token's task ends. An agent
-        may revoke only its own tokens; a token that does not verify is ignored."""
+        """RFC 7009: a downstream token's lease is revoked; a task token goes on the revocation
+        list. An agent may revoke only its own tokens; a token that does not verify is
+        ignored."""
         try:
             claims = self.keys.verified_claims(token)
         except InvalidToken:
@@ -72,11 +73,18 @@ class Introspection:
             if self.store.get_lease(claims["lease"]) is not None:
                 self.leases.revoke(claims["lease"], "token_revoked")
             return
-        task_id = claims.get("task")
-        if claims.get("aud") == self.tokens.audience and isinstance(task_id, str):
-            task = self.store.get_task(task_id)
-            if task is not None and task.agent_id == sub:
-                self.tasks.end(task_id, "token_revoked")
+        jti, exp = claims.get("jti"), claims.get("exp")
+        if claims.get("aud") == self.tokens.audience and isinstance(jti, str):
+            # A task token: onto the revocation list until it expires; its task goes on (the
+            # agent may hold other tokens for it; ending the task is `POST /v1/tasks/{id}/end`).
+            until = datetime.fromtimestamp(exp if type(exp) is int else 0, UTC)
+            if self.store.revoke_token(jti, max(until, self.clock.now()), self.clock.now()):
+                self.events.record(
+                    RecordKind.EVENT,
+                    {"event": "token_revoked", "jti": jti},
+                    task_id=claims.get("task") if isinstance(claims.get("task"), str) else None,
+                    agent_id=sub if isinstance(sub, str) else None,
+                )
 
     def _active_claims(self, token: str) -> dict[str, Any]:
         claims = self.keys.verified_claims(token)
@@ -98,6 +106,9 @@ class Introspection:
         task = self.store.get_task(lease.task_id)
         if task is None or not task.is_active(now):
             raise InvalidToken("task_inactive")
+        agent = self.store.get_agent(lease.agent_id)
+        if agent is None or agent.status is not AgentStatus.ACTIVE:
+            raise InvalidToken("agent_inactive")
         if self.store.token_revoked(lease_id):
             raise InvalidToken("revoked")
         return claims

@@ -61,6 +61,11 @@ class KillSwitch:
         ``everything`` must be given."""
         if sum(x is not None for x in (task, agent, owner)) + everything != 1:
             raise InvalidInput("choose exactly one of task, agent, owner or all")
+        if suspend and task is not None:
+            raise InvalidInput(
+                "`suspend` acts on agents, not on one task",
+                hint="revoke by agent or owner to suspend",
+            )
         now = self.clock.now()
         active = self.store.list_tasks(active_at=now)
         agent_ids: set[str] | None  # None: every agent
@@ -99,7 +104,7 @@ class KillSwitch:
                 task_ids.add(lease.task_id)
         revoked, failed = self.leases.revoke_tasks(sorted(task_ids), REASON)
         suspended = 0
-        if suspend and task is None:
+        if suspend:
             for agent_id in sorted(agent_ids or {a.id for a in self.store.list_agents()}):
                 found = self.store.get_agent(agent_id)
                 if found is not None and found.status is AgentStatus.ACTIVE:

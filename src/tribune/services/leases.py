@@ -38,6 +38,7 @@ from tribune.services.registry import Events
 
 log = logging.getLogger(__name__)
 MAX_TTL = 86_400
+PRUNE_EVERY = 12  # sweeps between prunes of expired token ids (a minute at the default pace)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,7 @@ class LeaseService:
         sources: Mapping[str, CredentialSource],
         *,
         verdict_of: Callable[[str], Verdict] | None = None,
+        auto_sweep: bool = False,
     ) -> None:
         for source in sources.values():
             if source.backend not in backends:
@@ -70,6 +72,7 @@ class LeaseService:
         self.backends = dict(backends)
         self.sources = dict(sources)
         self.verdict_of = verdict_of
+        self.auto_sweep = auto_sweep  # start the sweeper with the first lease this process makes
         self._sweeper: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -133,6 +136,8 @@ class LeaseService:
             handle=handle,
         )
         self.store.add_lease(lease)
+        if self.auto_sweep and self._sweeper is None:
+            self.start_sweeper()
         try:
             credential = backend.issue(lease)
         except BaseException as exc:
@@ -276,15 +281,20 @@ class LeaseService:
         return 1
 
     def start_sweeper(self, every: float = 5.0) -> None:
-        """Sweep in a daemon thread every ``every`` seconds until ``stop_sweeper``."""
+        """Sweep in a daemon thread every ``every`` seconds until ``stop_sweeper``; every
+        ``PRUNE_EVERY`` sweeps, also forget used and revoked ids of expired tokens."""
         if self._sweeper is not None:
             return
         self._stop.clear()
 
         def run() -> None:
+            rounds = 0
             while not self._stop.wait(every):
+                rounds += 1
                 try:
                     self.sweep()
+                    if rounds % PRUNE_EVERY == 0:  # ids of tokens that can no longer pass
+                        self.store.prune_token_ids(self.clock.now())
                 except Exception:
                     log.exception("lease sweep failed")
 

@@ -97,10 +97,14 @@ def renew_lease(
 
 @router.post("/leases/{lease_id}/revoke", response_model=m.LeaseOut)
 def revoke_lease(
-    lease_id: str, tr: Any = Depends(tribune), caller: Caller = actors
+    lease_id: str,
+    body: m.LeaseRevokeIn | None = None,
+    tr: Any = Depends(tribune),
+    caller: Caller = actors,
 ) -> dict[str, Any]:
     _own_lease(tr, caller, lease_id)
-    return lease_out(tr.leases.revoke(lease_id, "requested", agent_id=_agent(caller)))
+    reason = body.reason if body is not None else "requested"
+    return lease_out(tr.leases.revoke(lease_id, reason, agent_id=_agent(caller)))
 
 
 @router.post("/revocations", response_model=m.RevocationOut)
