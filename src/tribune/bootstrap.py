@@ -32,6 +32,7 @@ from tribune.ports import Clock, Ids, Store
 from tribune.sdk.embedded import EmbeddedBackend
 from tribune.sdk.governed import Governed
 from tribune.services.access import AccessService
+from tribune.services.approvals import ApprovalService
 from tribune.services.audit import AuditService
 from tribune.services.governor import Governor
 from tribune.services.identity import IdentityService
@@ -45,6 +46,7 @@ from tribune.services.tasks import TaskService
 from tribune.services.tokens import TokenService
 from tribune.store import open_store
 from tribune.system import SystemClock, TimeOrderedIds
+from tribune.webhooks import WebhookNotifier, parse_webhooks
 
 CONFIG_TEMPLATE = """\
 # Tribune configuration. Every key is optional; see docs/quickstart.md and docs/policies.md.
@@ -194,6 +196,18 @@ class Tribune(Governed):
         self.policies = PolicyService(
             store, self.clock, self.ids, self.audit, digest_key=digest_key
         )
+        self.notifier: WebhookNotifier | None = None
+        hooks = parse_webhooks(list(settings.approvals.webhooks), os.environ)
+        if hooks:
+            self.notifier = WebhookNotifier(hooks, base_url=settings.approvals.base_url)
+        self.approvals = ApprovalService(
+            store,
+            self.clock,
+            self.ids,
+            self.audit,
+            ttl=settings.approvals.ttl,
+            notify=self.notifier.notify if self.notifier is not None else None,
+        )
         self.governor = Governor(
             store,
             self.clock,
@@ -203,6 +217,7 @@ class Tribune(Governed):
             settings,
             classifier=injection_markers if settings.taint_classifier == "markers" else None,
             digest_key=digest_key,
+            approvals=self.approvals,
         )
         self.registry.on_change.append(self.governor.invalidate)
         self.leases = LeaseService(
@@ -257,6 +272,8 @@ class Tribune(Governed):
         """
         try:
             self.leases.stop_sweeper()
+            if self.notifier is not None:
+                self.notifier.close(timeout=5.0)  # what cannot go out in time is logged, dropped
             self.audit.stop()
             if self.audit.wrote:
                 self.audit.checkpoint()

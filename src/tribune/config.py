@@ -11,8 +11,10 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from tribune.config_sources import (
+    ApprovalSettings,
     CredentialSource,
     IdentitySettings,
+    parse_approvals,
     parse_identity,
     parse_sources,
 )
@@ -83,6 +85,7 @@ class Settings:
     tools: dict[str, ToolOverride] = field(default_factory=dict)
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     credentials: dict[str, CredentialSource] = field(default_factory=dict)
+    approvals: ApprovalSettings = field(default_factory=ApprovalSettings)
 
 
 def _refuse_unknown(raw: dict[str, Any], known: Iterable[str], where: str) -> None:
@@ -205,7 +208,16 @@ def parse_settings(raw: dict[str, Any], normalise: Callable[[str], str] | None =
     """Parse a ``tribune.toml`` document. ``normalise`` maps directory entries to their canonical
     form (default ``core.targets.normalise_target``, the form classification compares)."""
     norm = normalise or normalise_target
-    top = {"trust_domain", "environment", "tools", "identity", "tokens", "credentials", *SECTIONS}
+    top = {
+        "trust_domain",
+        "environment",
+        "tools",
+        "identity",
+        "tokens",
+        "credentials",
+        "approvals",
+        *SECTIONS,
+    }
     _refuse_unknown(raw, top, "tribune.toml")
     store = _section(raw, "store")
     audit = _section(raw, "audit")
@@ -260,4 +272,5 @@ def parse_settings(raw: dict[str, Any], normalise: Callable[[str], str] | None =
         tools={name: _tool(name, t) for name, t in tools_raw.items()},
         identity=parse_identity(raw),
         credentials=parse_sources(raw.get("credentials", {})),
+        approvals=parse_approvals(raw),
     )

@@ -1,5 +1,6 @@
-"""Settings for identities, task tokens and credential sources: the ``[identity]``,
-``[tokens]`` and ``[credentials.<name>]`` tables of ``tribune.toml``. Pure parsing.
+"""Settings for identities, task tokens, credential sources and approvals: the ``[identity]``,
+``[tokens]``, ``[credentials.<name>]`` and ``[approvals]`` tables of ``tribune.toml``. Pure
+parsing.
 
 A credential source is what an admin lets tasks borrow: a backend (``token``, ``postgres``,
 ``secret``), the backend's options (an audience, a database and grants, a secret's name), the
@@ -19,6 +20,7 @@ BACKENDS = {
     "postgres": frozenset({"url", "grants", "connect_host", "connect_port", "connection_limit"}),
     "secret": frozenset({"secret"}),
 }
+DEFAULT_BASE_URL = "http://127.0.0.1:8700"
 SOURCE_KEYS = frozenset({"backend", "tools", "ttl", "max_ttl", "description"})
 
 
@@ -48,6 +50,33 @@ class IdentitySettings:
     svid_agents: dict[str, str] = field(default_factory=dict)  # SVID id -> agent name
     token_max_ttl: int | None = None  # task tokens; default: tasks.max_ttl
     token_retire_after: int | None = None  # drop rotated-out keys after; default max_ttl + 1 day
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalSettings:
+    ttl: int = 3600  # seconds a ticket stays open (never past its task's end)
+    base_url: str = DEFAULT_BASE_URL  # where links in notifications point
+    webhooks: tuple[Any, ...] = ()  # raw [[approvals.webhooks]] tables, parsed at wiring
+    max_wait: int = 300  # longest an enforcement point may hold a call waiting for a decision
+
+
+def parse_approvals(raw: dict[str, Any]) -> ApprovalSettings:
+    known = frozenset({"ttl", "base_url", "webhooks", "max_wait"})
+    table = _table(raw.get("approvals", {}), "approvals", known)
+    base_url = table.get("base_url", DEFAULT_BASE_URL)
+    if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+        raise ConfigError("`approvals.base_url` must be an http(s) URL")
+    webhooks = table.get("webhooks", [])
+    if not isinstance(webhooks, list):
+        raise ConfigError(
+            "`approvals.webhooks` must be an array of tables ([[approvals.webhooks]])"
+        )
+    return ApprovalSettings(
+        ttl=_positive(table.get("ttl", 3600), "approvals.ttl"),
+        base_url=base_url.rstrip("/"),
+        webhooks=tuple(webhooks),
+        max_wait=_positive(table.get("max_wait", 300), "approvals.max_wait"),
+    )
 
 
 def _table(raw: Any, where: str, known: frozenset[str]) -> dict[str, Any]:

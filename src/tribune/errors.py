@@ -172,11 +172,14 @@ class ApprovalRequired(ActionDenied):
 
     code = "approval_required"
 
-    def __init__(self, decision: Any, action_id: str) -> None:
+    def __init__(self, decision: Any, action_id: str, ticket_id: str | None = None) -> None:
         super().__init__(decision, action_id)
+        self.ticket_id = ticket_id  # the ticket approvers answer; retrying the call uses it
         req = decision.approval
         who = ",".join(req.approvers) or "any approver"
         self.message = f"`{decision.tool}` needs {req.quorum} approval(s) from `{who}`"
+        if ticket_id:
+            self.message += f" (ticket {ticket_id})"
         self.args = (self.message,)
 
 

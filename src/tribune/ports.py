@@ -13,6 +13,7 @@ from tribune.core.model import (
     AgentKey,
     AgentStatus,
     ApiKey,
+    ApprovalTicket,
     AuditEntry,
     AuditRecord,
     Checkpoint,
@@ -24,9 +25,11 @@ from tribune.core.model import (
     SealedSecret,
     SessionState,
     Task,
+    TicketState,
     TokenState,
     Tool,
     User,
+    Vote,
 )
 
 
@@ -263,8 +266,58 @@ class Credentials(Protocol):
     def delete_secret(self, name: str) -> bool: ...
 
 
+class Approvals(Protocol):
+    """Approval tickets and the votes on them."""
+
+    def add_ticket(self, ticket: ApprovalTicket) -> None:
+        """Insert a new ticket (its ``votes`` are ignored); ``Conflict`` if the id exists."""
+        ...
+
+    def get_ticket(self, ticket_id: str) -> ApprovalTicket | None:
+        """The ticket with its votes, oldest first."""
+        ...
+
+    def find_ticket(
+        self, action_digest: str, states: Sequence[TicketState]
+    ) -> ApprovalTicket | None:
+        """The newest ticket for this action digest in one of ``states``."""
+        ...
+
+    def list_tickets(
+        self, *, state: TicketState | None = None, task_id: str | None = None, limit: int = 100
+    ) -> list[ApprovalTicket]:
+        """Tickets, newest first, with their votes; ``limit`` 1..1,000."""
+        ...
+
+    def add_vote(self, ticket_id: str, vote: Vote) -> bool:
+        """Record a vote; False (nothing changed) if this user already voted on the ticket.
+        Atomic: of two racing votes by one user exactly one is kept."""
+        ...
+
+    def move_ticket(
+        self,
+        ticket_id: str,
+        expected: TicketState,
+        new: TicketState,
+        at: datetime,
+        *,
+        consumed_by: str | None = None,
+    ) -> bool:
+        """Change the ticket's state if it is in ``expected`` (compare and set); False,
+        nothing changed, otherwise."""
+        ...
+
+
 class Store(
-    Registry, ApiKeys, Credentials, TaskStore, PolicyStore, DirectoryStore, AuditLog, Protocol
+    Registry,
+    ApiKeys,
+    Credentials,
+    Approvals,
+    TaskStore,
+    PolicyStore,
+    DirectoryStore,
+    AuditLog,
+    Protocol,
 ):
     """Everything one database provides."""
 

@@ -75,7 +75,7 @@ def test_decision_record_classifies_targets(world: World) -> None:
         "email.send",
         {"to": ["customer@client.example", "bob@acme.com", "x@elsewhere.example"], "body": ""},
     )
-    decision = world.records()[-1]["data"]
+    decision = [r for r in world.records() if r["kind"] == "decision"][-1]["data"]
     classes = {t["value"]: t["class"] for t in decision["targets"]}
     assert classes == {
         "customer@client.example": "named",

@@ -141,7 +141,8 @@ V3_TABLES = V2_TABLES | {
     "leases",
     "sealed_secrets",
 }
-LATEST_TABLES = V3_TABLES
+V4_TABLES = V3_TABLES | {"approval_tickets", "approval_votes"}
+LATEST_TABLES = V4_TABLES
 
 
 def _tables(url: str) -> set[str]:

@@ -436,6 +436,7 @@ class Verdict:
     targets: tuple[str, ...] = ()  # unknown targets: learnable once a human approved the call
     approvals: int = 0
     reserved: bool = False  # counted against the task's max_calls when it was allowed
+    ticket_id: str | None = None  # the approval ticket an approval-required call waits on
 
     @property
     def allowed(self) -> bool:
@@ -568,3 +569,52 @@ class SealedSecret:
     key_id: str  # which sealing key
     updated_at: datetime
     note: str = ""
+
+
+# --------------------------------------------------------------------------- approvals
+
+
+class TicketState(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"  # quorum reached; not used yet
+    DENIED = "denied"
+    EXPIRED = "expired"
+    CONSUMED = "consumed"  # authorised its one call
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    """One person's answer on a ticket, as authenticated (never a claimed name)."""
+
+    user: str
+    approve: bool
+    at: datetime
+    reason: str = ""
+    via: str = "api"  # api | cli | console
+    key_id: str = ""  # the credential it came with
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalTicket:
+    """A request for humans to approve one exact action: bound to the action's digest, with
+    the policy's quorum and approver groups, an expiry, and single use."""
+
+    id: str
+    action_id: str  # the call that asked
+    action_digest: str  # agent (via task), task, tool, canonical arguments, environment
+    task_id: str
+    agent_id: str
+    owner: str  # the agent's owner, `user:NAME` or `group:NAME`
+    tool: str
+    requirement: ApprovalRequirement
+    reasons: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime
+    shown: dict[str, Any] = field(default_factory=dict)  # what approvers see: recorded args etc.
+    state: TicketState = TicketState.PENDING
+    resolved_at: datetime | None = None
+    consumed_by: str | None = None  # the action id that used it
+    votes: tuple[Vote, ...] = ()
+
+    def open(self, now: datetime) -> bool:
+        return self.state is TicketState.PENDING and now < self.expires_at

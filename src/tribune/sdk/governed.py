@@ -139,7 +139,7 @@ def scope_fields(
 def raise_unless_allowed(verdict: Verdict) -> Verdict:
     decision = verdict.decision
     if decision.effect is Effect.APPROVAL_REQUIRED:
-        raise ApprovalRequired(decision, verdict.action_id)
+        raise ApprovalRequired(decision, verdict.action_id, verdict.ticket_id)
     if decision.effect is not Effect.ALLOW:
         raise ActionDenied(decision, verdict.action_id)
     return verdict
@@ -150,10 +150,11 @@ def model_message(verdict: Verdict) -> str:
     with the action id to quote (no policy text, no arguments)."""
     decision = verdict.decision
     if decision.effect is Effect.APPROVAL_REQUIRED:
-        err: ActionDenied = ApprovalRequired(decision, verdict.action_id)
+        err: ActionDenied = ApprovalRequired(decision, verdict.action_id, verdict.ticket_id)
         return (
             f"Tribune: {err.message}; the call did not run and is pending human approval "
-            f"(action {verdict.action_id})"
+            f"(action {verdict.action_id}); once approved, the same call with the same "
+            "arguments runs"
         )
     err = ActionDenied(decision, verdict.action_id)
     return f"Tribune: {err.message}; the call did not run (action {verdict.action_id})"

@@ -25,9 +25,11 @@ from tribune.core.extract import ArgFacts, extract, redact
 from tribune.core.model import (
     Agent,
     AgentStatus,
+    ApprovalTicket,
     AuditEntry,
     AuditRecord,
     Decision,
+    Effect,
     RecordKind,
     ResultStatus,
     Task,
@@ -41,6 +43,7 @@ from tribune.core.targets import classify, links_unknown, target_facts
 from tribune.errors import Conflict, InvalidInput, NotFound, TribuneError
 from tribune.policy.request import PolicyRequest
 from tribune.ports import Clock, Ids, Store
+from tribune.services.approvals import ApprovalService, Asked, approving
 from tribune.services.audit import AuditService
 from tribune.services.policies import PolicyService
 
@@ -77,8 +80,10 @@ class Governor:
         classifier: ResultClassifier | None = None,
         cache_seconds: float = 1.0,
         digest_key: bytes | None = None,
+        approvals: ApprovalService | None = None,
     ) -> None:
         self.store = store
+        self.approvals = approvals  # tickets for approval-required calls; None: none issued
         # Digests of argument values and outputs in audit records are keyed (HMAC-SHA256) when
         # a key is given, so small or guessable values cannot be recovered by hashing guesses.
         self.digest_key = digest_key
@@ -148,11 +153,16 @@ class Governor:
         approvals: int = 0,
         environment: str | None = None,
         expects_result: bool = True,
+        ticket: str | None = None,
     ) -> Verdict:
         """Decide one call and record its intent and decision durably before returning.
 
         ``expects_result`` is False for a decision-only check: nothing will run, so no result
         record is expected and ``audit reconcile`` leaves it alone.
+
+        With an approval service, an approved ticket for this exact action (``ticket``, or
+        found by the action's digest) brings its approvals into context; a call it lets run
+        uses it up. A call that still needs approval gets a ticket (one per action digest).
         """
         if not isinstance(task_id, str) or not task_id:
             raise InvalidInput("a call needs a task id")
@@ -167,7 +177,16 @@ class Governor:
                 "arguments must be JSON values (objects, lists, text, numbers)"
             ) from None
         action_id = self.ids.new()
-        action_digest = digest({"task": task_id, "tool": tool_name, "arguments": arguments_digest})
+        # INVARIANT: the digest binds task (so agent), tool, arguments and environment: an
+        # approval for it is an approval for exactly this action.
+        action_digest = digest(
+            {
+                "task": task_id,
+                "tool": tool_name,
+                "arguments": arguments_digest,
+                "environment": environment,
+            }
+        )
 
         task: Task | None = None
         agent: Agent | None = None
@@ -210,17 +229,47 @@ class Governor:
         targets: list[dict[str, str]] = []
         context: dict[str, Any] | None = None
         reserved = False
+        approved: ApprovalTicket | None = None
+        asked: Asked | None = None
+        ticket_id: str | None = None
         if failure is not None or task is None or agent is None or tool is None or facts is None:
             assert failure is not None
             decision = deny(tool_name, failure.code, failure.message)
         else:
             try:
-                decision, context, targets = self._evaluate(
-                    task, agent, tool, facts, approvals, environment
-                )
-                decision, reserved = self._reserve(task, decision, expects_result)
+                if self.approvals is not None:
+                    approved = self.approvals.approved(action_digest, ticket)
+                    if approved is not None:
+                        approvals = max(approvals, approving(approved))
+                    elif ticket is not None:
+                        failure = self._ticket_refused(ticket, action_digest)
+                if failure is not None:
+                    decision = deny(tool_name, failure.code, failure.message)
+                else:
+                    decision, context, targets = self._evaluate(
+                        task, agent, tool, facts, approvals, environment
+                    )
+                    decision, approved, asked = self._settle_approval(
+                        decision,
+                        approved,
+                        action_id,
+                        action_digest,
+                        task,
+                        agent,
+                        tool,
+                        arguments,
+                        facts,
+                        environment,
+                        expects_result,
+                    )
+                    decision, reserved = self._reserve(task, decision, expects_result)
+                if asked is not None:
+                    assert self.approvals is not None
+                    waiting = self.approvals.open_ticket(action_digest)
+                    ticket_id = waiting.id if waiting is not None else self.ids.new()
             except Exception as exc:  # fail closed
                 decision = deny(tool_name, "internal_error", f"{type(exc).__name__} in decision")
+                asked = None
 
         decided = AuditEntry(
             RecordKind.DECISION,
@@ -233,6 +282,8 @@ class Governor:
                 "risk": _risk(tool),
                 "targets": targets,
                 "context": _summary(context),
+                **({"ticket": ticket_id} if ticket_id is not None else {}),
+                **({"approved_by_ticket": approved.id} if approved is not None else {}),
             },
             action_id,
             task_id,
@@ -241,6 +292,9 @@ class Governor:
         # INVARIANT: intent and decision are durable before decide() returns, so before any
         # call can run; with group commit they are committed together, intent first.
         self.audit.record_many((intent, decided) if self.settings.group_commit else (decided,))
+        if asked is not None and self.approvals is not None:
+            # After the decision record: the ticket (and its audit event) follows what asked.
+            ticket_id = self.approvals.request(asked, ticket_id).id
         return Verdict(
             action_id=action_id,
             action_digest=action_digest,
@@ -253,7 +307,72 @@ class Governor:
             targets=tuple(t["value"] for t in targets if t["class"] == "unknown"),
             approvals=approvals,
             reserved=reserved,
+            ticket_id=ticket_id,
         )
+
+    def _ticket_refused(self, ticket_id: str, action_digest: str) -> _Denied:
+        """Why a named ticket cannot authorise this call (it was for another action, is still
+        open, was denied, has expired or was used)."""
+        found = self.store.get_ticket(ticket_id) if isinstance(ticket_id, str) else None
+        if found is None:
+            return _Denied("unknown_ticket", f"unknown ticket `{ticket_id}`")
+        if found.action_digest != action_digest:
+            return _Denied(
+                "ticket_mismatch",
+                f"ticket `{ticket_id}` was approved for another action (arguments differ)",
+            )
+        return _Denied("ticket_not_approved", f"ticket `{ticket_id}` is {found.state.value}")
+
+    def _settle_approval(
+        self,
+        decision: Decision,
+        approved: ApprovalTicket | None,
+        action_id: str,
+        action_digest: str,
+        task: Task,
+        agent: Agent,
+        tool: Tool,
+        arguments: Mapping[str, Any],
+        facts: ArgFacts,
+        environment: str | None,
+        expects_result: bool,
+    ) -> tuple[Decision, ApprovalTicket | None, Asked | None]:
+        """(decision, the ticket it used, what to ask approval for). An allowed call that will
+        run uses its approved ticket up, exactly once; a call that still needs approval asks."""
+        if self.approvals is None:
+            return decision, approved, None
+        if decision.allowed:
+            if approved is None or not expects_result:
+                return decision, None, None
+            if self.approvals.consume(approved, action_id):
+                return decision, approved, None
+            used = deny(
+                tool.name,
+                "ticket_used",
+                f"ticket `{approved.id}` has already authorised a call",
+                decision.policy_version,
+            )
+            return used, None, None
+        if decision.effect is Effect.APPROVAL_REQUIRED and expects_result:
+            assert decision.approval is not None
+            shown = {
+                "arguments": self._recordable(tool, arguments, facts),
+                "environment": environment,
+                "purpose": task.scope.purpose,
+            }
+            asked = Asked(
+                action_id=action_id,
+                action_digest=action_digest,
+                task=task,
+                agent_id=agent.id,
+                owner=str(agent.owner),
+                tool=tool.name,
+                requirement=decision.approval,
+                reasons=decision.reasons,
+                shown=shown,
+            )
+            return decision, None, asked
+        return decision, None, None
 
     def _reserve(
         self, task: Task, decision: Decision, expects_result: bool

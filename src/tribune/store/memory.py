@@ -40,13 +40,14 @@ from tribune.errors import (
     UnknownTask,
 )
 from tribune.store import codec
+from tribune.store.memory_approvals import MemoryApprovals
 from tribune.store.memory_credentials import MemoryCredentials
 
 T = TypeVar("T")
 MAX_FIND = 10_000  # as the SQL store
 
 
-class MemoryStore(MemoryCredentials):
+class MemoryStore(MemoryCredentials, MemoryApprovals):
     """``tribune.ports.Store`` held in process memory; gone when the process ends."""
 
     def __init__(self) -> None:
@@ -64,6 +65,7 @@ class MemoryStore(MemoryCredentials):
         self._records: list[AuditRecord] = []
         self._checkpoints: dict[tuple[int, str], Checkpoint] = {}
         self._init_credentials()
+        self._init_approvals()
 
     def close(self) -> None:
         """Using the store afterwards raises ``StoreError``, as the SQL store does."""

@@ -62,10 +62,16 @@ def _credentials(conn: Connection) -> None:
         table.create(conn)
 
 
+def _approvals(conn: Connection) -> None:
+    tables.approval_tickets.create(conn)
+    tables.approval_votes.create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial),
     Migration(2, "api keys", _api_keys),
     Migration(3, "identities, token ids, leases, sealed secrets", _credentials),
+    Migration(4, "approval tickets and votes", _approvals),
 )
 LATEST = MIGRATIONS[-1].version
 

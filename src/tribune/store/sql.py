@@ -45,6 +45,7 @@ from tribune.store.engine import (
     write_tx,
 )
 from tribune.store.migrations import migrate
+from tribune.store.sql_approvals import SqlApprovals
 from tribune.store.sql_audit import SqlAuditLog
 from tribune.store.sql_credentials import SqlCredentials
 from tribune.store.tables import (
@@ -71,7 +72,7 @@ _SQLITE_API_KEY = str(
 _ApiKeyRow = namedtuple("_ApiKeyRow", [c.name for c in api_keys.c])  # type: ignore[misc]
 
 
-class SqlStore(SqlCredentials, SqlAuditLog):
+class SqlStore(SqlCredentials, SqlApprovals, SqlAuditLog):
     """Registry, tasks, policy versions, learned targets and the audit log in one database.
 
     Opening applies pending migrations. ``url`` is a SQLAlchemy URL (``sqlite:///...`` or

@@ -214,3 +214,31 @@ sealed_secrets = Table(
     Column("name", Text, primary_key=True),
     Column("body", Text, nullable=False),  # codec JSON; the value inside is sealed
 )
+
+# Added by migration 4: approval tickets and the votes on them. One row per person per ticket
+# (the primary key), so the same approver twice counts once whatever the races.
+approval_tickets = Table(
+    "approval_tickets",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("action_digest", Text, nullable=False),
+    Column("task_id", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("created_at", Micros, nullable=False),
+    Column("resolved_at", Micros),
+    Column("consumed_by", Text),
+    Column("body", Text, nullable=False),  # the ticket as codec JSON, without state and votes
+    Index("ix_approval_tickets_digest", "action_digest"),
+    Index("ix_approval_tickets_state_created", "state", "created_at"),
+)
+
+approval_votes = Table(
+    "approval_votes",
+    metadata,
+    Column("ticket_id", Text, ForeignKey("approval_tickets.id"), nullable=False),
+    Column("user_name", Text, nullable=False),
+    Column("approve", Boolean, nullable=False),
+    Column("at", Micros, nullable=False),
+    Column("body", Text, nullable=False),  # the vote as codec JSON
+    PrimaryKeyConstraint("ticket_id", "user_name"),
+)
