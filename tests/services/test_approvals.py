@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from datetime import timedelta
 from typing import Any
 
 import pytest
