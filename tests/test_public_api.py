@@ -13,6 +13,7 @@ import tribune
 
 EXPECTED = {
     "ActionDenied",
+    "ApprovalDenied",
     "ApprovalRequired",
     "ApprovalRequirement",
     "Decision",
@@ -88,6 +89,8 @@ def test_errors_carry_their_codes() -> None:
     assert tribune.ActionDenied.code == "action_denied"
     assert tribune.ApprovalRequired.code == "approval_required"
     assert issubclass(tribune.ApprovalRequired, tribune.ActionDenied)
+    assert tribune.ApprovalDenied.code == "approval_denied"
+    assert issubclass(tribune.ApprovalDenied, tribune.ActionDenied)
     assert issubclass(tribune.ActionDenied, tribune.TribuneError)
 
 

@@ -24,7 +24,7 @@ from tribune.core.model import (
     RiskFacts,
     Tool,
 )
-from tribune.errors import ActionDenied, ApprovalRequired, TribuneError
+from tribune.errors import ActionDenied, ApprovalDenied, ApprovalRequired, TribuneError
 
 if TYPE_CHECKING:
     from tribune.bootstrap import Tribune
@@ -51,6 +51,7 @@ def connect(url: str, *, api_key: str, timeout: float = 10.0) -> Client:
 
 __all__ = [
     "ActionDenied",
+    "ApprovalDenied",
     "ApprovalRequired",
     "ApprovalRequirement",
     "Decision",

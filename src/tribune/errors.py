@@ -183,6 +183,18 @@ class ApprovalRequired(ActionDenied):
         self.args = (self.message,)
 
 
+class ApprovalDenied(ActionDenied):
+    """The call's approval was denied, or expired before quorum: it does not run."""
+
+    code = "approval_denied"
+
+    def __init__(self, decision: Any, action_id: str, ticket_id: str, state: str) -> None:
+        super().__init__(decision, action_id)
+        self.ticket_id = ticket_id
+        self.message = f"the approval of `{decision.tool}` was {state} (ticket {ticket_id})"
+        self.args = (self.message,)
+
+
 class KeyFileInvalid(ConfigError):
     """A key file is missing, unreadable, of the wrong key type, or would be overwritten."""
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from tribune.cli.approvals import approvals
 from tribune.cli.audit import audit
 from tribune.cli.common import HomeOption, console, errors
 from tribune.cli.identity import agent_keys, leases, revoke, tokens
@@ -34,6 +35,7 @@ app.add_typer(policy, name="policy")
 app.add_typer(audit, name="audit")
 app.add_typer(keys, name="keys")
 app.add_typer(secrets, name="secrets")
+app.add_typer(approvals, name="approvals")
 agents.add_typer(agent_keys, name="key")
 app.add_typer(tokens, name="tokens")
 app.add_typer(leases, name="leases")

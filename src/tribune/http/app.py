@@ -23,6 +23,7 @@ from tribune.core.model import Role
 from tribune.http import errors, fast, metrics
 from tribune.http import models as m
 from tribune.http.routes import (
+    approvals,
     audit,
     authzen,
     decisions,
@@ -55,7 +56,7 @@ def create_app(tr: Any, *, public_metrics: bool = True, fast_paths: bool = True)
     )
     app.state.tribune = tr
     errors.install(app)
-    for module in (registry, tasks, decisions, audit, policies, keys, authzen, leases):
+    for module in (registry, tasks, decisions, approvals, audit, policies, keys, authzen, leases):
         app.include_router(module.router)
 
     @app.get("/healthz", response_model=m.Health, tags=["system"])

@@ -10,6 +10,7 @@ import orjson
 from tribune.core.audit import ts_text
 from tribune.core.model import (
     Agent,
+    ApprovalTicket,
     AuditRecord,
     Entitlements,
     ExtractorSpec,
@@ -20,6 +21,7 @@ from tribune.core.model import (
     Verdict,
 )
 from tribune.http import models as m
+from tribune.services.approvals import approving
 
 
 def ts(value: datetime | None) -> str | None:
@@ -146,8 +148,8 @@ def task_out(task: Task, now: datetime) -> dict[str, Any]:
     }
 
 
-def verdict_out(verdict: Verdict) -> dict[str, Any]:
-    return {
+def verdict_out(verdict: Verdict, ticket: ApprovalTicket | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
         "action_id": verdict.action_id,
         "action_digest": verdict.action_digest,
         "allowed": verdict.allowed,
@@ -155,6 +157,43 @@ def verdict_out(verdict: Verdict) -> dict[str, Any]:
         "task": verdict.task_id,
         "agent": verdict.agent_id,
         "tool": verdict.tool,
+    }
+    if ticket is not None:
+        out["ticket"] = {
+            "id": ticket.id,
+            "state": ticket.state.value,
+            "quorum": ticket.requirement.quorum,
+            "approvals": approving(ticket),
+            "expires_at": ts(ticket.expires_at),
+        }
+    return out
+
+
+def ticket_out(ticket: ApprovalTicket) -> dict[str, Any]:
+    req = ticket.requirement
+    return {
+        "id": ticket.id,
+        "state": ticket.state.value,
+        "action_id": ticket.action_id,
+        "action_digest": ticket.action_digest,
+        "task": ticket.task_id,
+        "agent": ticket.agent_id,
+        "owner": ticket.owner,
+        "tool": ticket.tool,
+        "quorum": req.quorum,
+        "approvers": list(req.approvers),
+        "owner_may_approve": req.owner_may_approve,
+        "approvals": approving(ticket),
+        "reasons": list(ticket.reasons),
+        "shown": ticket.shown,
+        "created_at": ts(ticket.created_at),
+        "expires_at": ts(ticket.expires_at),
+        "resolved_at": ts(ticket.resolved_at),
+        "consumed_by": ticket.consumed_by,
+        "votes": [
+            {"user": v.user, "approve": v.approve, "at": ts(v.at), "reason": v.reason, "via": v.via}
+            for v in ticket.votes
+        ],
     }
 
 

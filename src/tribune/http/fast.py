@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from tribune.core.model import Role
 from tribune.errors import Forbidden, StoreError, TribuneError, Unauthenticated
-from tribune.http import metrics
+from tribune.http import metrics, waiting
 from tribune.http.convert import verdict_out
 from tribune.http.errors import log, status_of, validation_message
 from tribune.http.models import DecisionIn
@@ -76,13 +76,7 @@ async def decide(
         except ValidationError as exc:
             return await _send(send, 422, _invalid(exc.errors()))
         own_task(tr, caller, request.task)
-        verdict = tr.governor.decide(
-            request.task,
-            request.tool,
-            request.arguments,
-            environment=request.environment,
-            expects_result=request.expects_result,
-        )
+        verdict, ticket = await waiting.decide(tr, request)
     except TooLarge:
         return await _send(send, 413, _problem("request_too_large", "request body over 2 MiB"))
     except TribuneError as exc:
@@ -94,7 +88,7 @@ async def decide(
         return await _send(send, 500, _problem("internal_error", "internal error"))
     effect = verdict.decision.effect.value
     metrics.observe_decision(effect, "decisions", time.perf_counter() - started)
-    return await _send(send, 200, verdict_out(verdict))
+    return await _send(send, 200, verdict_out(verdict, ticket))
 
 
 def _bearer(scope: MutableMapping[str, Any]) -> str:

@@ -304,6 +304,16 @@ class DecisionIn(Strict):
         True,
         description="false for a check: nothing will run and no result is expected",
     )
+    ticket: Id | None = Field(
+        None, description="an approved ticket for exactly this call (found by itself if left out)"
+    )
+    wait: int = Field(
+        0,
+        ge=0,
+        le=3600,
+        description="seconds to hold the answer while approval is pending (capped by the "
+        "server's approvals.max_wait); 0 answers at once with the ticket",
+    )
 
 
 class ApprovalOut(BaseModel):
@@ -327,6 +337,14 @@ class DecisionOut(BaseModel):
     approval: ApprovalOut | None = None
 
 
+class TicketBrief(BaseModel):
+    id: str
+    state: Literal["pending", "approved", "denied", "expired", "consumed"]
+    quorum: int
+    approvals: int
+    expires_at: str
+
+
 class VerdictOut(BaseModel):
     action_id: str
     action_digest: str
@@ -335,6 +353,43 @@ class VerdictOut(BaseModel):
     task: str
     agent: str | None
     tool: str
+    ticket: TicketBrief | None = Field(
+        None, description="for approval_required: the ticket approvers answer"
+    )
+
+
+class VoteOut(BaseModel):
+    user: str
+    approve: bool
+    at: str
+    reason: str
+    via: str
+
+
+class TicketOut(BaseModel):
+    id: str
+    state: Literal["pending", "approved", "denied", "expired", "consumed"]
+    action_id: str
+    action_digest: str
+    task: str
+    agent: str
+    owner: str
+    tool: str
+    quorum: int
+    approvers: list[str]
+    owner_may_approve: bool
+    approvals: int
+    reasons: list[str]
+    shown: dict[str, Any]
+    created_at: str
+    expires_at: str
+    resolved_at: str | None
+    consumed_by: str | None
+    votes: list[VoteOut]
+
+
+class VoteIn(Strict):
+    reason: Annotated[str, Field(max_length=1000)] = ""
 
 
 class ResultIn(Strict):

@@ -10,10 +10,12 @@ CPU and local I/O, cheaper than a hop to a thread.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Mapping
 from typing import Any
 
-from tribune.core.model import ResultStatus, Task, Verdict
+from tribune.core.model import ResultStatus, Task, TicketState, Verdict
 from tribune.services.tasks import ScopeRequest
 
 
@@ -38,9 +40,15 @@ class EmbeddedBackend:
         *,
         environment: str | None,
         expects_result: bool,
+        ticket: str | None = None,
     ) -> Verdict:
         verdict: Verdict = self.app.governor.decide(
-            task_id, tool, arguments, environment=environment, expects_result=expects_result
+            task_id,
+            tool,
+            arguments,
+            environment=environment,
+            expects_result=expects_result,
+            ticket=ticket,
         )
         return verdict
 
@@ -71,9 +79,15 @@ class EmbeddedBackend:
         *,
         environment: str | None,
         expects_result: bool,
+        ticket: str | None = None,
     ) -> Verdict:
         return self.decide(
-            task_id, tool, arguments, environment=environment, expects_result=expects_result
+            task_id,
+            tool,
+            arguments,
+            environment=environment,
+            expects_result=expects_result,
+            ticket=ticket,
         )
 
     async def afinish(
@@ -99,3 +113,16 @@ class EmbeddedBackend:
 
     async def agive_back(self, lease_id: str) -> None:
         self.give_back(lease_id)
+
+    def wait_ticket(self, ticket_id: str, timeout: float) -> str:
+        return str(self.app.approvals.wait(ticket_id, timeout).state.value)
+
+    async def await_ticket(self, ticket_id: str, timeout: float) -> str:
+        # Polls the store without holding the event loop.
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            state = self.app.approvals.settle(ticket_id).state
+            left = deadline - time.monotonic()
+            if state is not TicketState.PENDING or left <= 0:
+                return str(state.value)
+            await asyncio.sleep(min(0.2, left))

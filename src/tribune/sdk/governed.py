@@ -30,7 +30,7 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Protocol, TypeVar, cast
 
 from tribune.core.model import Effect, Limits, ResultStatus, Task, Verdict
-from tribune.errors import ActionDenied, ApprovalRequired, InvalidInput
+from tribune.errors import ActionDenied, ApprovalDenied, ApprovalRequired, InvalidInput
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("tribune.sdk")
@@ -55,6 +55,7 @@ class Backend(Protocol):
         *,
         environment: str | None,
         expects_result: bool,
+        ticket: str | None = None,
     ) -> Verdict: ...
 
     def finish(
@@ -79,6 +80,7 @@ class Backend(Protocol):
         *,
         environment: str | None,
         expects_result: bool,
+        ticket: str | None = None,
     ) -> Verdict: ...
 
     async def afinish(
@@ -90,6 +92,12 @@ class Backend(Protocol):
         duration_ms: float = 0.0,
         error: str | None = None,
     ) -> None: ...
+
+    def wait_ticket(self, ticket_id: str, timeout: float) -> str:
+        """The ticket's state once it is decided, or after ``timeout`` seconds."""
+        ...
+
+    async def await_ticket(self, ticket_id: str, timeout: float) -> str: ...
 
     def borrow(self, verdict: Verdict, source: str) -> tuple[str, dict[str, Any]]:
         """A credential from ``source`` for one allowed call: (lease id, credential)."""
@@ -244,11 +252,18 @@ class Governed:
         *,
         task: str | None = None,
         environment: str | None = None,
+        ticket: str | None = None,
     ) -> Verdict:
         """Decide a call that will run if allowed; pass the verdict to ``record`` afterwards.
-        For adapters whose framework runs the tool body itself."""
+        For adapters whose framework runs the tool body itself. ``ticket`` names an approved
+        ticket for exactly this call (an approved one is also found without it)."""
         return self.backend.decide(
-            _task_id(task), tool, arguments, environment=environment, expects_result=True
+            _task_id(task),
+            tool,
+            arguments,
+            environment=environment,
+            expects_result=True,
+            ticket=ticket,
         )
 
     async def adecide_call(
@@ -258,10 +273,20 @@ class Governed:
         *,
         task: str | None = None,
         environment: str | None = None,
+        ticket: str | None = None,
     ) -> Verdict:
         return await self.backend.adecide(
-            _task_id(task), tool, arguments, environment=environment, expects_result=True
+            _task_id(task),
+            tool,
+            arguments,
+            environment=environment,
+            expects_result=True,
+            ticket=ticket,
         )
+
+    async def await_approval(self, ticket_id: str, timeout: float) -> str:
+        """``wait_for_approval`` without holding the event loop."""
+        return await self.backend.await_ticket(ticket_id, timeout)
 
     def record(
         self,
@@ -288,6 +313,11 @@ class Governed:
             verdict, status, output=output, duration_ms=duration_ms, error=error
         )
 
+    def wait_for_approval(self, ticket_id: str, timeout: float) -> str:
+        """Wait up to ``timeout`` seconds for a ticket to be decided; its state then
+        (`approved`, `denied`, `expired`, `consumed`, or still `pending`)."""
+        return self.backend.wait_ticket(ticket_id, timeout)
+
     def govern(
         self,
         tool: str | None = None,
@@ -295,8 +325,15 @@ class Governed:
         task: str | None = None,
         environment: str | None = None,
         credentials: Mapping[str, str] | None = None,
+        approval_wait: float | None = None,
     ) -> Callable[[F], F]:
         """Decorate a function (sync or async) as the tool ``tool`` (default: its name).
+
+        A call that needs approval raises ``ApprovalRequired`` (with its ``ticket_id``) at once;
+        calling again with the same arguments once approved runs it. With ``approval_wait``
+        (seconds), the call instead waits that long for the humans: approved, it is decided
+        again and runs; denied or expired, ``ApprovalDenied``; still pending at the end,
+        ``ApprovalRequired``.
 
         ``credentials`` maps keyword parameters to credential sources: once the call is
         allowed, each is filled with a credential lent for this call only (a secret's value, a
@@ -374,13 +411,20 @@ class Governed:
 
                 @functools.wraps(fn)
                 async def run_async(*args: Any, **kwargs: Any) -> Any:
+                    task_id, given = _task_id(task), arguments(args, kwargs)
                     verdict = await backend.adecide(
-                        _task_id(task),
-                        name,
-                        arguments(args, kwargs),
-                        environment=environment,
-                        expects_result=True,
+                        task_id, name, given, environment=environment, expects_result=True
                     )
+                    if approval_wait and verdict.ticket_id and _pending(verdict):
+                        state = await backend.await_ticket(verdict.ticket_id, approval_wait)
+                        verdict = await _after_wait(verdict, state, backend.adecide)(
+                            task_id,
+                            name,
+                            given,
+                            environment=environment,
+                            expects_result=True,
+                            ticket=verdict.ticket_id,
+                        )
                     raise_unless_allowed(verdict)
                     leases, values = await aborrow(verdict) if inject else ([], {})
                     started = time.perf_counter()
@@ -403,13 +447,23 @@ class Governed:
 
             @functools.wraps(fn)
             def run(*args: Any, **kwargs: Any) -> Any:
+                task_id, given = _task_id(task), arguments(args, kwargs)
                 verdict = backend.decide(
-                    _task_id(task),
-                    name,
-                    arguments(args, kwargs),
-                    environment=environment,
-                    expects_result=True,
+                    task_id, name, given, environment=environment, expects_result=True
                 )
+                if approval_wait and verdict.ticket_id and _pending(verdict):
+                    state = backend.wait_ticket(verdict.ticket_id, approval_wait)
+                    if state == "approved":
+                        verdict = backend.decide(
+                            task_id,
+                            name,
+                            given,
+                            environment=environment,
+                            expects_result=True,
+                            ticket=verdict.ticket_id,
+                        )
+                    else:
+                        _raise_unapproved(verdict, state)
                 raise_unless_allowed(verdict)
                 leases, values = borrow(verdict) if inject else ([], {})
                 started = time.perf_counter()
@@ -429,6 +483,25 @@ class Governed:
             return cast(F, run)
 
         return wrap
+
+
+def _pending(verdict: Verdict) -> bool:
+    return verdict.decision.effect is Effect.APPROVAL_REQUIRED
+
+
+def _raise_unapproved(verdict: Verdict, state: str) -> None:
+    """After a wait that did not end in approval: denied or expired is final; pending is
+    still ``ApprovalRequired``."""
+    if state in ("denied", "expired"):
+        raise ApprovalDenied(verdict.decision, verdict.action_id, verdict.ticket_id or "", state)
+    raise_unless_allowed(verdict)
+
+
+def _after_wait(verdict: Verdict, state: str, adecide: Callable[..., Any]) -> Callable[..., Any]:
+    """The async re-decision to run after a wait: deciding again once approved."""
+    if state != "approved":
+        _raise_unapproved(verdict, state)
+    return adecide
 
 
 def _without(

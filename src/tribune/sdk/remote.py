@@ -65,6 +65,7 @@ class RemoteBackend:
 
     def __init__(self, url: str, api_key: str, *, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
+        self.timeout = timeout
         headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
         self._async_args: dict[str, Any] = {
@@ -116,8 +117,11 @@ class RemoteBackend:
         *,
         environment: str | None,
         expects_result: bool,
+        ticket: str | None = None,
     ) -> Verdict:
         body = _decision_body(task_id, tool, arguments, environment, expects_result)
+        if ticket is not None:
+            body["ticket"] = ticket
         return verdict_from(self.request("POST", "/v1/decisions", body))
 
     def finish(
@@ -146,8 +150,11 @@ class RemoteBackend:
         *,
         environment: str | None,
         expects_result: bool,
+        ticket: str | None = None,
     ) -> Verdict:
         body = _decision_body(task_id, tool, arguments, environment, expects_result)
+        if ticket is not None:
+            body["ticket"] = ticket
         return verdict_from(await self.arequest("POST", "/v1/decisions", body))
 
     async def afinish(
@@ -161,6 +168,24 @@ class RemoteBackend:
     ) -> None:
         path = f"/v1/actions/{_segment(verdict.action_id)}/result"
         await self.arequest("POST", path, _result_body(status, output, duration_ms, error))
+
+    def wait_ticket(self, ticket_id: str, timeout: float) -> str:
+        path = f"/v1/approvals/{_segment(ticket_id)}/wait?timeout={int(timeout)}"
+        try:
+            response = self.http.request("GET", path, timeout=timeout + self.timeout)
+        except httpx.HTTPError as exc:
+            raise _unreachable(exc) from None
+        return _ticket_state(_decode(response))
+
+    async def await_ticket(self, ticket_id: str, timeout: float) -> str:
+        if self._ahttp is None:
+            self._ahttp = httpx.AsyncClient(**self._async_args)
+        path = f"/v1/approvals/{_segment(ticket_id)}/wait?timeout={int(timeout)}"
+        try:
+            response = await self._ahttp.request("GET", path, timeout=timeout + self.timeout)
+        except httpx.HTTPError as exc:
+            raise _unreachable(exc) from None
+        return _ticket_state(_decode(response))
 
     def borrow(self, verdict: Verdict, source: str) -> tuple[str, dict[str, Any]]:
         path = f"/v1/tasks/{_segment(verdict.task_id)}/leases"
@@ -316,6 +341,12 @@ def _result_body(
     return body
 
 
+def _ticket_state(data: Any) -> str:
+    if not isinstance(data, dict) or not isinstance(data.get("state"), str):
+        raise TribuneError("bad ticket from the service", code="bad_response")
+    return str(data["state"])
+
+
 def _lease(data: Any) -> tuple[str, dict[str, Any]]:
     if (
         not isinstance(data, dict)
@@ -335,6 +366,7 @@ def verdict_from(data: Mapping[str, Any]) -> Verdict:
             task_id=str(data["task"]),
             agent_id=data.get("agent"),
             tool=str(data["tool"]),
+            ticket_id=str(data["ticket"]["id"]) if data.get("ticket") else None,
         )
     except (KeyError, TypeError, ValueError):
         raise TribuneError("the service's decision is malformed", code="bad_response") from None

@@ -16,6 +16,7 @@ from fastapi.responses import Response
 
 from tribune.core.model import ResultStatus, Role
 from tribune.http import models as m
+from tribune.http import waiting
 from tribune.http.convert import verdict_out
 from tribune.http.metrics import observe_decision
 from tribune.http.security import allow, own_task, tribune
@@ -38,21 +39,18 @@ async def decide(
     request: Request, body: m.DecisionIn, tr: Any = Depends(tribune), caller: Caller = actors
 ) -> Response:
     """Decide one call and record its intent and decision durably before answering. Run the
-    call only when `allowed` is true, then report its result to `/v1/actions/{id}/result`."""
+    call only when `allowed` is true, then report its result to `/v1/actions/{id}/result`.
+    A call that needs approval answers `approval_required` with its `ticket`; with `wait`, the
+    answer is held until the ticket is decided (then the call is decided again) or the wait
+    ends. Retrying the same call later finds an approved ticket by itself."""
     started = time.perf_counter()
     own_task(tr, caller, body.task)
-    verdict = tr.governor.decide(
-        body.task,
-        body.tool,
-        body.arguments,
-        environment=body.environment,
-        expects_result=body.expects_result,
-    )
+    verdict, ticket = await waiting.decide(tr, body)
     observe_decision(verdict.decision.effect.value, "decisions", time.perf_counter() - started)
     annotate = getattr(request.app.state, "annotate", None)
     if annotate is not None:  # tracing on
         annotate(verdict)
-    return json(verdict_out(verdict))
+    return json(verdict_out(verdict, ticket))
 
 
 @router.post("/actions/{action_id}/result", response_model=m.ResultOut, status_code=201)
