@@ -83,6 +83,11 @@ MATRIX: list[tuple[str, str, Any, set[str]]] = [
         {"admin", "helper"},
     ),
     ("POST", "/access/v1/evaluations", {"evaluations": []}, {"admin", "helper"}),
+    ("GET", "/v1/approvals", None, {"admin", "approver", "auditor"}),
+    ("GET", "/v1/approvals/nope", None, {"admin", "approver", "auditor", "helper"}),
+    ("GET", "/v1/approvals/nope/wait", None, {"admin", "approver", "auditor", "helper"}),
+    ("POST", "/v1/approvals/nope/approve", {}, {"admin", "approver"}),
+    ("POST", "/v1/approvals/nope/deny", {}, {"admin", "approver"}),
     ("POST", "/v1/tasks/{task}/leases", {"source": "crm-api"}, {"admin", "helper"}),
     ("GET", "/v1/tasks/{task}/leases", None, {"admin", "auditor", "helper"}),
     ("GET", "/v1/leases/nope", None, {"admin", "auditor", "helper"}),
@@ -134,6 +139,7 @@ TEMPLATES = {
     "/v1/tools/x.y": "/v1/tools/{name}",
     "/v1/keys/nope": "/v1/keys/{key_id}",
     "/v1/leases/nope": "/v1/leases/{lease_id}",
+    "/v1/approvals/nope": "/v1/approvals/{ticket_id}",
     "/keys/nope": "/keys/{kid}",
 }
 

@@ -66,15 +66,21 @@ def demo(
         Path | None, typer.Option("--home", help="Run in this home instead of a temporary one.")
     ] = None,
     scenario: Annotated[
-        str, typer.Option(help="`decisions` (the default) or `credentials`.")
+        str, typer.Option(help="`decisions` (the default), `credentials` or `approvals`.")
     ] = "decisions",
 ) -> None:
     """A scripted tour. `decisions`: allowed read, denied out-of-intent call, approval-required
     send, production destructive action needing two approvers, and a clean audit verify.
     `credentials`: an agent's own key, a task token, credentials lent for the task and for one
-    call, all revoked when the task ends; then the kill switch."""
+    call, all revoked when the task ends; then the kill switch. `approvals`: a production
+    deletion held for two approvers; the owner, an outsider and a second vote by the same
+    person refused; an approval that covers the exact call only, once."""
     with errors():
-        if scenario == "credentials":
+        if scenario == "approvals":
+            from tribune.cli.demo_approvals import run_approvals_demo
+
+            run_approvals_demo(home)
+        elif scenario == "credentials":
             from tribune.cli.demo_credentials import run_credentials_demo
 
             run_credentials_demo(home)
@@ -84,7 +90,8 @@ def demo(
             run_demo(home)
         else:
             raise InvalidInput(
-                f"unknown scenario `{scenario}`", hint="use `decisions` or `credentials`"
+                f"unknown scenario `{scenario}`",
+                hint="use `decisions`, `credentials` or `approvals`",
             )
 
 
