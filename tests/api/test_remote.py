@@ -189,7 +189,42 @@ def test_approval_required_raises_and_nothing_runs(server: Server) -> None:
         send("stranger@elsewhere.example", "hi")
     assert ran == []
     assert pending.value.decision.approval is not None
+    assert pending.value.ticket_id
     tr.close()
+
+
+def test_a_remote_call_waits_for_a_person_in_another_process(server: Server) -> None:
+    admin = server.admin
+    admin.post("/v1/users", {"name": "bob", "email": "bob@acme.com"})
+    bob_key = admin.post("/v1/keys", {"principal": "user:bob", "role": "approver"})["token"]
+    bob = tribune.connect(server.url, api_key=bob_key)
+    tr = tribune.connect(server.url, api_key=server.agent_key)
+    ran: list[str] = []
+
+    @tr.govern("email.send", approval_wait=30)
+    def send(to: str, body: str) -> str:
+        ran.append(to)
+        return "sent"
+
+    with tr.task("helper", purpose="write to a stranger", tools=["email.send"]) as task:
+
+        def approve_when_asked() -> None:
+            for _ in range(200):
+                found = bob.get(f"/v1/approvals?state=pending&task={task.id}")
+                if found:
+                    bob.post(f"/v1/approvals/{found[0]['id']}/approve", {"reason": "known"})
+                    return
+                time.sleep(0.05)
+
+        voter = threading.Thread(target=approve_when_asked)
+        voter.start()
+        assert send("new-partner@elsewhere.example", "hello") == "sent"
+        voter.join()
+    assert ran == ["new-partner@elsewhere.example"]
+    (ticket,) = bob.get(f"/v1/approvals?task={task.id}")
+    assert ticket["state"] == "consumed" and ticket["votes"][0]["user"] == "bob"
+    tr.close()
+    bob.close()
 
 
 def test_async_functions_and_tasks_use_the_async_client(server: Server) -> None:
