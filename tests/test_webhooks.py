@@ -8,6 +8,7 @@ import base64
 import json
 import logging
 import os
+from pathlib import Path
 import socket
 import threading
 import time
@@ -585,3 +586,64 @@ def test_a_target_checks_itself() -> None:
         WebhookTarget("x", "javascript:alert(1)", "slack")
     with pytest.raises(ConfigError):
         WebhookNotifier([], base_url="ftp://x")
+
+
+def test_a_home_notifies_its_webhooks_of_a_ticket_and_its_approval(
+    hook: Hook, tmp_path: Path
+) -> None:
+    """End to end: `[[approvals.webhooks]]` in tribune.toml, a call that needs approval, a
+    signed `approval.requested`, then `approval.approved` once a person approves."""
+    from tribune.bootstrap import init_home, open_tribune
+    from tribune.core.model import Entitlements, ExtractorSpec, RiskFacts, Tool
+
+    home = tmp_path / "home"
+    init_home(home)
+    with (home / "tribune.toml").open("a", encoding="utf-8") as handle:
+        handle.write(
+            '\n[approvals]\nbase_url = "https://tribune.example.org"\n'
+            '[[approvals.webhooks]]\nname = "ops"\n'
+            f'url = "{hook.url}"\nformat = "standard"\nsecret_env = "HOOK_SECRET"\n'
+            'events = ["requested", "approved"]\n'
+        )
+    os.environ["HOOK_SECRET"] = SECRET
+    try:
+        tr = open_tribune(home)
+    finally:
+        del os.environ["HOOK_SECRET"]
+    try:
+        tr.registry.add_group("approvers")
+        tr.registry.add_user("alice", email="alice@example.org")
+        tr.registry.add_user("bob", email="bob@example.org", groups=("approvers",))
+        tr.registry.register_tool(
+            Tool(
+                "mail.send",
+                risk=RiskFacts(read_only=False, destructive=False, open_world=True),
+                extractors=(ExtractorSpec("email", "/to", role="recipient", target=True),),
+            )
+        )
+        tr.registry.register_agent(
+            "mailer",
+            owner="user:alice",
+            purpose="mail",
+            environment="development",
+            entitlements=Entitlements(
+                tools=frozenset({"mail.send"}), environments=frozenset({"development"})
+            ),
+        )
+        task = tr.start_task("mailer", purpose="write", tools=["mail.send"])
+        held = tr.governor.decide(task.id, "mail.send", {"to": "someone@elsewhere.example"})
+        assert held.ticket_id is not None
+        (requested,) = hook.wait_for(1)
+        payload = Webhook(SECRET).verify(requested.body, requested.headers)
+        assert payload["type"] == "approval.requested"
+        assert payload["data"]["ticket_id"] == held.ticket_id
+        assert (
+            payload["data"]["link"] == f"https://tribune.example.org/v1/approvals/{held.ticket_id}"
+        )
+        tr.approvals.vote(held.ticket_id, "bob", True)
+        approved = hook.wait_for(2)[1]
+        assert Webhook(SECRET).verify(approved.body, approved.headers)["type"] == (
+            "approval.approved"
+        )
+    finally:
+        tr.close()
