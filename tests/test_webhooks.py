@@ -8,7 +8,6 @@ import base64
 import json
 import logging
 import os
-from pathlib import Path
 import socket
 import threading
 import time
@@ -16,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
