@@ -238,6 +238,7 @@ class Tribune(Governed):
             auto_sweep=clock is None,  # a hand-moved clock (tests, replays) sweeps by hand
         )
         self.tasks.on_end.append(self._revoke_leases)
+        self.leases.also_sweep.append(self.approvals.expire_due)  # approval_expired records
         self.killswitch = KillSwitch(
             store, self.clock, self.audit, self.registry, self.tasks, self.leases
         )
@@ -262,6 +263,7 @@ class Tribune(Governed):
 
     def _revoke_leases(self, task_id: str, reason: str) -> None:
         self.leases.revoke_tasks([task_id], reason)
+        self.approvals.close_task(task_id)
 
     def close(self) -> None:
         """Stop the lease sweeper, sign a final checkpoint over what this process wrote, then

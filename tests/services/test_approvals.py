@@ -256,7 +256,7 @@ def test_policy_is_evaluated_again_at_the_moment_of_use(people: World) -> None:
     ended = drop(people, task)
     assert ended.decision.effect is Effect.DENY
     assert ended.decision.errors[0].code == "task_inactive"
-    assert tr.approvals.get(ticket).state is TicketState.APPROVED  # nothing was used
+    assert tr.approvals.get(ticket).state is TicketState.EXPIRED  # closed with its task, unused
 
 
 def test_a_policy_change_in_between_stops_the_call(people: World) -> None:
@@ -365,3 +365,19 @@ def test_list_shows_tickets_newest_first(people: World) -> None:
     pending = tr.approvals.list(state=TicketState.PENDING)
     assert [t.id for t in pending] == [first]
     assert replace(pending[0], votes=()) == pending[0]
+
+
+def test_ending_the_task_closes_its_tickets(people: World) -> None:
+    tr = people.tr
+    task = ops_task(people)
+    open_ticket = drop(people, task).ticket_id or ""
+    approved = drop(people, task, {"table": "old"}).ticket_id or ""
+    tr.approvals.vote(approved, "bob", True)
+    tr.approvals.vote(approved, "carol", True)
+    tr.tasks.end(task)
+    for ticket in (open_ticket, approved):
+        assert tr.approvals.get(ticket).state is TicketState.EXPIRED
+    reasons = [e.get("reason") for e in events(people, "approval_expired")]
+    assert reasons == ["task_ended", "task_ended"]
+    with pytest.raises(Conflict):
+        tr.approvals.vote(open_ticket, "dave", True)

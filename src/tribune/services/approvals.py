@@ -275,10 +275,18 @@ class ApprovalService:
                     count += 1
         return count
 
-    def _expire(self, ticket: ApprovalTicket, state: TicketState) -> bool:
+    def close_task(self, task_id: str, reason: str = "task_ended") -> int:
+        """Expire the task's open and unused tickets (its calls can no longer run); how many."""
+        count = 0
+        for state in (TicketState.PENDING, TicketState.APPROVED):
+            for ticket in self.store.list_tickets(state=state, task_id=task_id, limit=1000):
+                count += self._expire(ticket, state, reason)
+        return count
+
+    def _expire(self, ticket: ApprovalTicket, state: TicketState, reason: str = "") -> bool:
         if not self.store.move_ticket(ticket.id, state, TicketState.EXPIRED, self.clock.now()):
             return False
-        self._event("approval_expired", ticket)
+        self._event("approval_expired", ticket, **({"reason": reason} if reason else {}))
         self._notify(ticket, "expired")
         return True
 

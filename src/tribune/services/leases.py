@@ -73,6 +73,7 @@ class LeaseService:
         self.sources = dict(sources)
         self.verdict_of = verdict_of
         self.auto_sweep = auto_sweep  # start the sweeper with the first lease this process makes
+        self.also_sweep: list[Callable[[], object]] = []  # other housekeeping, each sweep
         self._sweeper: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -293,6 +294,8 @@ class LeaseService:
                 rounds += 1
                 try:
                     self.sweep()
+                    for chore in self.also_sweep:
+                        chore()
                     if rounds % PRUNE_EVERY == 0:  # ids of tokens that can no longer pass
                         self.store.prune_token_ids(self.clock.now())
                 except Exception:
