@@ -111,9 +111,9 @@ def test_a_wait_that_runs_out_is_still_approval_required(people: World) -> None:
     def drop(table: str) -> None:
         raise AssertionError("must not run")
 
-    with (
-        tr.task("ops", purpose="clean up", tool_groups=["database"], ttl=7200),
-        pytest.raises(tribune.ApprovalRequired) as err,
-    ):
-        drop("sessions")
-    assert tr.approvals.get(err.value.ticket_id or "").state is TicketState.PENDING
+    with tr.task("ops", purpose="clean up", tool_groups=["database"], ttl=7200):
+        with pytest.raises(tribune.ApprovalRequired) as err:
+            drop("sessions")
+        assert tr.approvals.get(err.value.ticket_id or "").state is TicketState.PENDING
+    # The task is over, and so is its ticket.
+    assert tr.approvals.get(err.value.ticket_id or "").state is TicketState.EXPIRED

@@ -132,11 +132,13 @@ def test_approval_required_raises_with_quorum_and_never_runs(world: World, mode:
     assert "2 approval(s)" in str(err) and "approvers" in str(err)
     assert ran == []
     records = action(world, err.action_id)
-    # intent, decision, then the approval ticket the call now waits on
-    assert kinds(records) == ["intent", "decision", "event"]
+    # intent, decision, the ticket the call waited on, and its closing when the task ended
+    assert kinds(records) == ["intent", "decision", "event", "event"]
     assert records[1]["data"]["approval"]["quorum"] == 2
     assert records[2]["data"]["event"] == "approval_requested"
     assert records[2]["data"]["ticket"] == records[1]["data"]["ticket"] == err.ticket_id
+    assert records[3]["data"]["event"] == "approval_expired"
+    assert records[3]["data"]["reason"] == "task_ended"
 
 
 @pytest.mark.parametrize("mode", MODES)

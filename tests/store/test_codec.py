@@ -18,6 +18,7 @@ from tribune.core.model import (
     AgentStatus,
     ApiKey,
     ApprovalRequirement,
+    ApprovalTicket,
     AuditEntry,
     AuditRecord,
     Checkpoint,
@@ -41,10 +42,12 @@ from tribune.core.model import (
     SessionState,
     Task,
     TaskState,
+    TicketState,
     TokenState,
     Tool,
     User,
     Verdict,
+    Vote,
 )
 from tribune.errors import InvalidInput
 from tribune.store import codec
@@ -194,6 +197,25 @@ EXAMPLES: list[Any] = [
         "kill_switch",
     ),
     SealedSecret("crm", "c2VhbGVk", "k1", T0, "note"),
+    Vote("bob", True, T0, "ok", "cli", "key1"),
+    ApprovalTicket(
+        "tk",
+        "a1",
+        "sha256:aa",
+        "t1",
+        "spiffe://x/agent/a",
+        "user:alice",
+        "db.drop",
+        ApprovalRequirement(2, ("sre",), True),
+        ("why",),
+        T0,
+        T0,
+        {"arguments": {"x": 1}},
+        TicketState.CONSUMED,
+        T0,
+        "a2",
+        (Vote("bob", False, T0),),
+    ),
     TokenState("spiffe://x/agent/a", TaskState.ENDED, T0, AgentStatus.SUSPENDED, True),
     Verdict(
         "a1", "d" * 64, Decision(Effect.ALLOW, "read"), "t1", None, "read", ("x@y.z",), 1, True
