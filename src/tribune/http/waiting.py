@@ -20,26 +20,24 @@ async def decide(tr: Any, body: Any) -> tuple[Verdict, ApprovalTicket | None]:
     """The verdict for ``body`` (a ``DecisionIn``) and, when it waits on approval, its ticket.
     With ``body.wait``, a pending approval is waited for; once approved, the call is decided
     again (the policy of that moment, the ticket used up if it is allowed)."""
-    verdict: Verdict = tr.governor.decide(
-        body.task,
-        body.tool,
-        body.arguments,
-        environment=body.environment,
-        expects_result=body.expects_result,
-        ticket=body.ticket,
-    )
-    if verdict.decision.effect is not Effect.APPROVAL_REQUIRED or verdict.ticket_id is None:
-        return verdict, None
-    ticket = await wait_for(tr, verdict.ticket_id, min(body.wait, tr.settings.approvals.max_wait))
-    if ticket.state is TicketState.APPROVED:
-        again: Verdict = tr.governor.decide(
+
+    def decide_with(ticket: str | None) -> Verdict:
+        verdict: Verdict = tr.governor.decide(
             body.task,
             body.tool,
             body.arguments,
             environment=body.environment,
             expects_result=body.expects_result,
-            ticket=ticket.id,
+            ticket=ticket,
         )
+        return verdict
+
+    verdict = decide_with(body.ticket)
+    if verdict.decision.effect is not Effect.APPROVAL_REQUIRED or verdict.ticket_id is None:
+        return verdict, None
+    ticket = await wait_for(tr, verdict.ticket_id, min(body.wait, tr.settings.approvals.max_wait))
+    if ticket.state is TicketState.APPROVED:
+        again = decide_with(ticket.id)
         return again, None if again.allowed else tr.approvals.get(ticket.id)
     return verdict, ticket
 
