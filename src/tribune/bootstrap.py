@@ -240,7 +240,7 @@ class Tribune(Governed):
         self.tasks.on_end.append(self._revoke_leases)
         self.leases.also_sweep.append(self.approvals.expire_due)  # approval_expired records
         self.killswitch = KillSwitch(
-            store, self.clock, self.audit, self.registry, self.tasks, self.leases
+            store, self.clock, self.audit, self.registry, self.tasks, self.leases, self.approvals
         )
         self.introspection = Introspection(
             store, self.clock, self.token_keys, self.tokens, self.leases, self.audit

@@ -381,3 +381,29 @@ def test_ending_the_task_closes_its_tickets(people: World) -> None:
     assert reasons == ["task_ended", "task_ended"]
     with pytest.raises(Conflict):
         tr.approvals.vote(open_ticket, "dave", True)
+
+
+def test_refused_votes_are_recorded(people: World) -> None:
+    tr = people.tr
+    ticket = drop(people, ops_task(people)).ticket_id or ""
+    for user in ("alice", "ops"):
+        with pytest.raises(Forbidden):
+            tr.approvals.vote(ticket, user, True)
+    tr.approvals.vote(ticket, "bob", True)
+    with pytest.raises(Conflict):
+        tr.approvals.vote(ticket, "bob", True)
+    refused = [(e["user"], e["code"]) for e in events(people, "approval_vote_refused")]
+    assert refused == [("alice", "not_eligible"), ("ops", "not_eligible"), ("bob", "already_voted")]
+
+
+def test_the_kill_switch_closes_tickets_too(people: World) -> None:
+    tr = people.tr
+    ticket = drop(people, ops_task(people)).ticket_id or ""
+    tr.killswitch.revoke(agent="ops")
+    assert tr.approvals.get(ticket).state is TicketState.EXPIRED
+    assert events(people, "approval_expired")[0]["reason"] == "kill_switch"
+
+
+def test_the_environment_shown_is_the_one_policy_judged(people: World) -> None:
+    ticket = people.tr.approvals.get(drop(people, ops_task(people)).ticket_id or "")
+    assert ticket.shown["environment"] == "production"  # the task's, the call named none

@@ -177,12 +177,24 @@ class ApprovalService:
             raise Conflict(f"ticket `{ticket_id}` has expired", code="ticket_expired")
         if ticket.state is not TicketState.PENDING:
             raise Conflict(f"ticket `{ticket_id}` is {ticket.state.value}", code="ticket_closed")
-        self._check_voter(ticket, user, approve)
         cast = Vote(user, approve, now, reason, via, key_id)
-        if not self.store.add_vote(ticket.id, cast):
-            raise Conflict(
-                f"`{user}` has already voted on ticket `{ticket_id}`", code="already_voted"
+        try:
+            self._check_voter(ticket, user, approve)
+            if not self.store.add_vote(ticket.id, cast):
+                raise Conflict(
+                    f"`{user}` has already voted on ticket `{ticket_id}`", code="already_voted"
+                )
+        except (Forbidden, Conflict) as refused:
+            # A refused vote is evidence too (self-approval attempts, outsiders).
+            self._event(
+                "approval_vote_refused",
+                ticket,
+                user=user,
+                approve=approve,
+                via=via,
+                code=refused.code,
             )
+            raise
         self._event(
             "approval_vote",
             ticket,

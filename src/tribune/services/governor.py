@@ -249,6 +249,9 @@ class Governor:
                     decision, context, targets = self._evaluate(
                         task, agent, tool, facts, approvals, environment
                     )
+                    # INVARIANT: the call's place in max_calls is taken before its ticket is
+                    # used, so a call refused for the limit leaves the approval unused.
+                    decision, reserved = self._reserve(task, decision, expects_result)
                     decision, approved, asked = self._settle_approval(
                         decision,
                         approved,
@@ -259,10 +262,9 @@ class Governor:
                         tool,
                         arguments,
                         facts,
-                        environment,
+                        context.get("environment") or environment,
                         expects_result,
                     )
-                    decision, reserved = self._reserve(task, decision, expects_result)
                 if asked is not None:
                     assert self.approvals is not None
                     waiting = self.approvals.open_ticket(action_digest)
@@ -319,7 +321,8 @@ class Governor:
         if found.action_digest != action_digest:
             return _Denied(
                 "ticket_mismatch",
-                f"ticket `{ticket_id}` was approved for another action (arguments differ)",
+                f"ticket `{ticket_id}` was issued for another action (its tool, arguments or "
+                "environment differ)",
             )
         return _Denied("ticket_not_approved", f"ticket `{ticket_id}` is {found.state.value}")
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from tribune.core.model import AgentStatus, LeaseState, OwnerRef, RecordKind, Task
 from tribune.errors import InvalidInput
 from tribune.ports import Clock, Store
+from tribune.services.approvals import ApprovalService
 from tribune.services.leases import LeaseService
 from tribune.services.registry import Events, RegistryService
 from tribune.services.tasks import TaskService
@@ -39,7 +40,9 @@ class KillSwitch:
         registry: RegistryService,
         tasks: TaskService,
         leases: LeaseService,
+        approvals: ApprovalService | None = None,
     ) -> None:
+        self.approvals = approvals
         self.store = store
         self.clock = clock
         self.events = events
@@ -97,6 +100,8 @@ class KillSwitch:
                     task_id=one.id,
                     agent_id=one.agent_id,
                 )
+                if self.approvals is not None:
+                    self.approvals.close_task(one.id, REASON)
         # Every live lease of the chosen tasks, and of any ended task the selector covers.
         task_ids = {t.id for t in chosen}
         for lease in self.store.list_leases(state=LeaseState.ACTIVE, limit=10_000):
