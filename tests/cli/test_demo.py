@@ -95,3 +95,46 @@ def test_the_credentials_demo(tmp_path: Path, runner: CliRunner) -> None:
     assert result.exit_code == 0, result.output
     bad = runner.invoke(app, ["demo", "--scenario", "nope"])
     assert bad.exit_code != 0
+
+
+def test_the_approvals_demo(tmp_path: Path, runner: CliRunner) -> None:
+    from tribune.cli.demo_approvals import run_approvals_demo
+
+    home = tmp_path / "approvals"
+    seen = run_approvals_demo(home)
+    assert seen["held"] == "approval_required"
+    assert seen["requirement"] == (2, ["approvers"], False)
+    assert seen["owner"] == "owner_may_not_approve"
+    assert seen["outsider"] == "not_eligible"
+    assert seen["first"] == "pending (1/2)"
+    assert seen["again"] == "already_voted"
+    assert seen["second"] == "approved (2/2)"
+    assert seen["changed"] == "approval_required, a new ticket"
+    assert seen["forced"] == "ticket_mismatch"
+    assert seen["denied"] == "denied"
+    assert seen["run"] == "ran" and seen["runs"] == ["sessions_2019"]
+    assert seen["consumed"] == "consumed"
+    assert seen["again_run"] == "approval_required, a new ticket"
+    assert seen["after_end"] == "expired"
+    assert seen["events"] == [
+        "approval_requested",
+        "approval_vote",
+        "approval_vote",
+        "approval_granted",
+        "approval_requested",
+        "approval_vote",
+        "approval_denied",
+        "approval_consumed",
+        "approval_requested",
+        "approval_expired",
+    ]
+    assert seen["verify"] == "ok"
+    # The home it left behind holds real tickets the CLI reads.
+    cli = Cli(runner, home)
+    states = sorted(t["state"] for t in cli.json("approvals", "list", "--all", "--json"))
+    assert states == ["consumed", "denied", "expired"]
+    # Through the command too, in the same home.
+    result = runner.invoke(app, ["demo", "--scenario", "approvals", "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    assert "owner_may_not_approve" in result.stdout and "ticket_mismatch" in result.stdout
+    assert cli.ok("audit", "verify").stdout.startswith("ok")

@@ -65,6 +65,8 @@ def _describe(data: dict[str, Any]) -> str:
         return f"by {', '.join(data['approvers'])}"
     if event == "approval_consumed":
         return f"by action {data['by']}"
+    if event == "approval_expired":
+        return str(data.get("reason", ""))
     return f"by {data['by']}" if "by" in data else ""
 
 
@@ -112,11 +114,16 @@ def run_approvals_demo(home: Path | None = None) -> dict[str, Any]:
 
         ticket_id = ""
 
-        def vote(name: str, approve: bool, reason: str = "") -> ApprovalTicket:
+        def vote(name: str, approve: bool, reason: str = "", on: str = "") -> ApprovalTicket:
+            """``name`` votes on the ticket (``on``, else the first one) with their own key."""
             caller = tr.access.authenticate(keys[name])
-            assert caller.user is not None
             return tr.approvals.vote(
-                ticket_id, caller.user, approve, reason=reason, via="demo", key_id=caller.key_id
+                on or ticket_id,
+                caller.user or "",  # a key without a user is refused as no registered user
+                approve,
+                reason=reason,
+                via="demo",
+                key_id=caller.key_id,
             )
 
         def refused(name: str) -> str:
@@ -199,7 +206,7 @@ def run_approvals_demo(home: Path | None = None) -> dict[str, Any]:
             f"naming the approved ticket anyway → {forced.decision.effect.value} [{seen['forced']}]"
         )
         if other is not None:
-            closed = tr.approvals.vote(other, "carol", False, reason="not this table", via="demo")
+            closed = vote("carol", False, reason="not this table", on=other)
             seen["denied"] = closed.state.value
             _say(f"carol denies that new ticket: {closed.state.value} (one denial closes it)")
 
@@ -214,6 +221,8 @@ def run_approvals_demo(home: Path | None = None) -> dict[str, Any]:
         seen["again_run"] = f"{effect}, {which(after)}"
         _say(f"{which(after)}; the body ran {len(runs)} time(s)")
         tr.tasks.end(task.id)
+        seen["after_end"] = tr.approvals.get(after or "").state.value
+        _say(f"the task ends, and its open ticket with it: {seen['after_end']}")
 
         _step(11, "The audit trail", "every step is an event linked to the call that asked.")
         events: list[str] = []
