@@ -118,7 +118,10 @@ def test_the_approvals_demo(tmp_path: Path, runner: CliRunner) -> None:
     assert seen["after_end"] == "expired"
     assert seen["events"] == [
         "approval_requested",
+        "approval_vote_refused",  # the owner
+        "approval_vote_refused",  # outside the group
         "approval_vote",
+        "approval_vote_refused",  # the same approver again
         "approval_vote",
         "approval_granted",
         "approval_requested",

@@ -61,6 +61,8 @@ def _describe(data: dict[str, Any]) -> str:
         return f"{data['quorum']} from {', '.join(data['approvers']) or 'any approver'}"
     if event == "approval_vote":
         return f"{data['user']} {'approves' if data['approve'] else 'denies'}"
+    if event == "approval_vote_refused":
+        return f"{data['user']}: {data['code']}"
     if event == "approval_granted":
         return f"by {', '.join(data['approvers'])}"
     if event == "approval_consumed":
