@@ -217,12 +217,13 @@ def test_denied_call_never_runs_and_the_model_reads_why(tr: Tribune) -> None:
     assert action[1]["data"]["effect"] == "deny"
 
 
-def test_approval_required_call_never_runs_and_the_model_reads_it_is_pending(
+def test_without_confirmation_approval_required_never_runs_and_the_model_reads_pending(
     tr: Tribune,
 ) -> None:
+    """``confirm=False``; the confirmation flow is in test_google_adk_approvals.py."""
     ran: list[str] = []
     model = Scripted(turns=[[("email_send", {"to": "mallory@unknown.example", "body": "hi"})]])
-    runner = runner_for(tr, model, [email_tool(ran)])
+    runner = runner_for(tr, model, [email_tool(ran)], confirm=False)
     with tr.task("bot", purpose="answer ticket 42", tools=["crm.read", "email.send"]):
         assert run_sync(runner) == "done"
     assert ran == []

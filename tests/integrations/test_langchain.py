@@ -169,13 +169,16 @@ def test_denied_call_never_runs_and_the_model_reads_why(tr: Tribune, mode: str) 
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_approval_required_call_never_runs_and_the_model_reads_pending(
+def test_without_interrupts_approval_required_never_runs_and_the_model_reads_pending(
     tr: Tribune, mode: str
 ) -> None:
+    """``interrupt=False``, for graphs without a checkpointer (they cannot be resumed); the
+    interrupting flow is in test_langchain_approvals.py."""
     ran: list[str] = []
     model = scripted(("email_send", {"to": "eve@elsewhere.example", "body": "hi"}))
     scope = {"purpose": "ticket 42", "tools": ["crm.read", "email.send"]}
-    run(tr, model, tools(ran, mode), mode, **scope)
+    quiet = TribuneMiddleware(tr, names=NAMES, interrupt=False)
+    run(tr, model, tools(ran, mode), mode, quiet, **scope)
     assert ran == []
     [seen] = model.tool_outputs()
     assert isinstance(seen.content, str) and seen.status == "error"

@@ -28,7 +28,13 @@ from pydantic import BaseModel
 
 from tribune.bootstrap import Tribune
 from tribune.errors import InvalidInput
-from tribune.integrations.openai_agents import govern_agent, govern_tool, govern_tools
+from tribune.integrations.openai_agents import (
+    govern_agent,
+    govern_tool,
+    govern_tools,
+    resolve_interruptions,
+    ticket_of,
+)
 
 from .agent_world import kinds, only_action, open_home, raw_log, records
 
@@ -155,13 +161,28 @@ def test_denied_call_never_runs_and_the_model_reads_why(tr: Tribune, mode: str) 
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_approval_required_call_never_runs_and_the_model_reads_pending(
+def test_without_interrupts_approval_required_never_runs_and_the_model_reads_pending(
     tr: Tribune, mode: str
 ) -> None:
+    """``interrupt=False``; the interrupting flow is in test_openai_agents_approvals.py."""
     ran: list[str] = []
     model = ScriptedModel(("email_send", {"to": "eve@elsewhere.example", "body": "hi"}))
+    agent = govern_agent(
+        tr, Agent(name="bot", model=model, tools=tools(ran, mode)), names=NAMES, interrupt=False
+    )
+    assert all(t.needs_approval is False for t in agent.tools if isinstance(t, FunctionTool))
     scope = {"purpose": "ticket 42", "tools": ["crm.read", "email.send"]}
-    run(tr, model, tools(ran, mode), mode, **scope)
+    if mode == "sync":
+        with tr.task("bot", **scope):
+            result = Runner.run_sync(agent, "help", run_config=NO_TRACING)
+    else:
+
+        async def main() -> Any:
+            async with tr.atask("bot", **scope):
+                return await Runner.run(agent, "help", run_config=NO_TRACING)
+
+        result = asyncio.run(main())
+    assert not result.interruptions
     assert ran == []
     [seen] = model.tool_outputs()
     assert "needs 1 approval(s)" in seen and "pending human approval" in seen
@@ -262,9 +283,17 @@ def test_explicit_task_is_used_outside_any_task_block(tr: Tribune) -> None:
 
 
 def test_arguments_that_are_not_an_object_are_refused_unrun(tr: Tribune) -> None:
+    """The SDK itself pauses a call whose arguments a ``needs_approval`` callable cannot read;
+    resolving the interruption refuses it with Tribune's message."""
     ran: list[str] = []
     model = ScriptedModel(("crm_read", "[1, 2]"))
-    run(tr, model, tools(ran, "sync"), "sync", purpose="ticket 42", tools=["crm.read"])
+    agent = govern_agent(tr, Agent(name="bot", model=model, tools=tools(ran, "sync")), names=NAMES)
+    with tr.task("bot", purpose="ticket 42", tools=["crm.read"]):
+        paused = Runner.run_sync(agent, "help", run_config=NO_TRACING)
+        [item] = paused.interruptions
+        assert ticket_of(item) is None
+        state = resolve_interruptions(tr, paused, timeout=0)
+        Runner.run_sync(agent, state, run_config=NO_TRACING)
     assert ran == []
     [seen] = model.tool_outputs()
     assert seen.startswith("Tribune: the arguments of `crm_read` are not a JSON object")

@@ -257,12 +257,13 @@ def test_denied_call_never_runs_and_the_model_reads_why(tr: Tribune) -> None:
         assert action[1]["data"]["effect"] == "deny"
 
 
-def test_approval_required_call_never_runs_and_the_model_reads_it_is_pending(
+def test_without_deferral_approval_required_never_runs_and_the_model_reads_pending(
     tr: Tribune,
 ) -> None:
+    """``defer=False``; the deferred flow is in test_pydantic_ai_approvals.py."""
     ran: list[Any] = []
     script = Script(("email_send", {"to": "mallory@unknown.example", "body": "hi"}))
-    agent = agent_for(tr, script)
+    agent = agent_for(tr, script, defer=False)
 
     @agent.tool_plain
     def email_send(to: str, body: str) -> str:
