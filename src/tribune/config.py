@@ -30,6 +30,7 @@ from tribune.core.model import (
 from tribune.core.pointer import parse_pointer
 from tribune.core.targets import normalise_target
 from tribune.errors import ConfigError, TribuneError
+from tribune.gateway.config import GatewaySettings, parse_gateway
 
 RISK_KEYS = frozenset(f.name for f in fields(RiskFacts))
 DIRECTORY_KEYS = ("domains", "members", "accounts", "hosts", "counterparties")
@@ -86,6 +87,7 @@ class Settings:
     identity: IdentitySettings = field(default_factory=IdentitySettings)
     credentials: dict[str, CredentialSource] = field(default_factory=dict)
     approvals: ApprovalSettings = field(default_factory=ApprovalSettings)
+    gateway: GatewaySettings = field(default_factory=GatewaySettings)
 
 
 def _refuse_unknown(raw: dict[str, Any], known: Iterable[str], where: str) -> None:
@@ -216,6 +218,7 @@ def parse_settings(raw: dict[str, Any], normalise: Callable[[str], str] | None =
         "tokens",
         "credentials",
         "approvals",
+        "gateway",
         *SECTIONS,
     }
     _refuse_unknown(raw, top, "tribune.toml")
@@ -273,4 +276,5 @@ def parse_settings(raw: dict[str, Any], normalise: Callable[[str], str] | None =
         identity=parse_identity(raw),
         credentials=parse_sources(raw.get("credentials", {})),
         approvals=parse_approvals(raw),
+        gateway=parse_gateway(raw),
     )

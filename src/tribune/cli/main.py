@@ -61,6 +61,40 @@ def init(home: HomeOption = None) -> None:
 
 
 @app.command()
+def gateway(
+    home: HomeOption = None,
+    http: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve streamable HTTP on HOST:PORT (agents send their task token as "
+            "a bearer token); without it, serve MCP over stdio (the task token from "
+            "TRIBUNE_TASK_TOKEN)."
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="A TOML file whose `gateway` table to use instead of the home's."),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log upstream events.")] = False,
+) -> None:
+    """The MCP gateway: every tools/call of an MCP client governed (decided, recorded, then
+    forwarded to the upstream servers listed under `gateway.upstreams` in tribune.toml)."""
+    try:
+        from tribune.gateway.__main__ import main as gateway_main
+    except ImportError:
+        console.print(
+            "error[config_invalid]: the gateway needs the MCP SDK\n"
+            "  hint: pip install 'tribune[gateway]'",
+            highlight=False,
+            markup=False,
+        )
+        raise typer.Exit(1) from None
+    argv = [*(["--home", str(home)] if home else []), *(["--http", http] if http else [])]
+    argv += [*(["--config", str(config)] if config else []), *(["-v"] if verbose else [])]
+    raise typer.Exit(gateway_main(argv))
+
+
+@app.command()
 def demo(
     home: Annotated[
         Path | None, typer.Option("--home", help="Run in this home instead of a temporary one.")
