@@ -103,10 +103,16 @@ STEPS: tuple[tuple[str, str, str, str, dict[str, Any], str], ...] = (
 )
 
 
-def _step(n: int, title: str, words: str) -> None:
+def step(n: int, title: str, words: str) -> None:
+    """A numbered step of a tour: its title, then what it shows in plain words."""
     console.print()
     console.print(f"[bold cyan]{n}. {title}[/]")
     console.print(f"   {words}", highlight=False)
+
+
+def say(text: str) -> None:
+    """One line of what a step observed (escaped: it may hold ids and user text)."""
+    console.print(f"   {escape(text)}", highlight=False)
 
 
 def _show(verdict: Any) -> None:
@@ -149,7 +155,7 @@ def run_demo(home: Path | None = None) -> dict[str, str]:
     )
     effects: dict[str, str] = {}
     with open_tribune(home) as tr:
-        _step(0, "Set up", "a team, an owner, two approvers, four tools and two agents.")
+        step(0, "Set up", "a team, an owner, two approvers, four tools and two agents.")
         tr.registry.add_group("approvers", "people who approve risky actions")
         tr.registry.add_group("support")
         tr.registry.add_user("alice", email="alice@example.com", groups=("support",))
@@ -198,12 +204,12 @@ def run_demo(home: Path | None = None) -> dict[str, str]:
             if key == "after_end":
                 tr.tasks.end(task.id)
                 tr.tasks.end(ops.id)
-            _step(n, title, words)
+            step(n, title, words)
             v = tr.check(tool_name, args, task=(ops if in_task == "ops" else task).id)
             _show(v)
             effects[key] = v.decision.effect.value
 
-        _step(
+        step(
             len(STEPS) + 1,
             "Verify the audit log",
             "every call above left intent and decision records in a hash chain.",

@@ -8,10 +8,8 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
-
 from tribune.cli.common import console
-from tribune.cli.demo import begin
+from tribune.cli.demo import begin, say, step
 from tribune.core.model import (
     ApprovalTicket,
     Entitlements,
@@ -38,16 +36,6 @@ PEOPLE = (
     ("bob", ("approvers",), "an approver"),
     ("carol", ("approvers",), "an approver"),
 )
-
-
-def _step(n: int, title: str, words: str) -> None:
-    console.print()
-    console.print(f"[bold cyan]{n}. {title}[/]")
-    console.print(f"   {words}", highlight=False)
-
-
-def _say(text: str) -> None:
-    console.print(f"   {escape(text)}", highlight=False)
 
 
 def _tally(ticket: ApprovalTicket) -> str:
@@ -84,7 +72,7 @@ def run_approvals_demo(home: Path | None = None) -> dict[str, Any]:
     )
     seen: dict[str, Any] = {}
     with open_tribune(home) as tr:
-        _step(1, "Set up", "two groups, four people, a destructive tool and an ops agent.")
+        step(1, "Set up", "two groups, four people, a destructive tool and an ops agent.")
         tr.registry.add_group("approvers", "people who approve risky actions")
         tr.registry.add_group("ops", "operations engineers")
         keys: dict[str, str] = {}
@@ -92,7 +80,7 @@ def run_approvals_demo(home: Path | None = None) -> dict[str, Any]:
             tr.registry.add_user(name, email=f"{name}@example.com", groups=groups)
             # Each person votes with their own key: the voter is the key's user.
             keys[name] = tr.access.create_key(f"user:{name}", Role.APPROVER, note="demo")[1]
-            _say(f"{name}: {who}")
+            say(f"{name}: {who}")
         tr.registry.register_tool(DROP)
         with suppress(Conflict):  # a second run in the same home keeps the agent
             tr.registry.register_agent(
@@ -132,8 +120,8 @@ def run_approvals_demo(home: Path | None = None) -> dict[str, Any]:
             try:
                 vote(name, True)
             except (Forbidden, Conflict) as exc:
-                _say(f"{name} approves: refused [{exc.code}]")
-                _say(f"  {exc.message}")
+                say(f"{name} approves: refused [{exc.code}]")
+                say(f"  {exc.message}")
                 return exc.code
             return "counted"
 
@@ -142,19 +130,19 @@ def run_approvals_demo(home: Path | None = None) -> dict[str, Any]:
             try:
                 result = drop_table(table)
             except ApprovalRequired as exc:
-                _say(f"drop_table({table!r}) → {exc.decision.effect.value}")
-                _say(f"  ticket {exc.ticket_id}")
+                say(f"drop_table({table!r}) → {exc.decision.effect.value}")
+                say(f"  ticket {exc.ticket_id}")
                 return exc.decision.effect.value, exc.ticket_id
             except ActionDenied as exc:  # not under the default pack
-                _say(f"drop_table({table!r}) → {exc.message}")
+                say(f"drop_table({table!r}) → {exc.message}")
                 return exc.decision.effect.value, None
-            _say(f"drop_table({table!r}) → allow: {result}")
+            say(f"drop_table({table!r}) → allow: {result}")
             return "ran", None
 
         def which(found: str | None) -> str:
             return "the same ticket" if found == ticket_id else "a new ticket"
 
-        _step(
+        step(
             2,
             "A production deletion is held",
             "ops-bot calls db.drop_table in production: the policy asks for two approvers.",
@@ -165,30 +153,30 @@ def run_approvals_demo(home: Path | None = None) -> dict[str, Any]:
         req = ticket.requirement
         seen["requirement"] = (req.quorum, list(req.approvers), req.owner_may_approve)
         owner = "may" if req.owner_may_approve else "may not"
-        _say(f"needs {req.quorum} approvals from {', '.join(req.approvers)}; the owner {owner}")
-        _say(f"approvers see: {ticket.tool} {json.dumps(ticket.shown['arguments'])}")
-        _say(f"  in {ticket.shown['environment']}, for {ticket.shown['purpose']!r}")
-        _say(f"open until {ticket.expires_at:%H:%M} UTC (at most the task's end)")
+        say(f"needs {req.quorum} approvals from {', '.join(req.approvers)}; the owner {owner}")
+        say(f"approvers see: {ticket.tool} {json.dumps(ticket.shown['arguments'])}")
+        say(f"  in {ticket.shown['environment']}, for {ticket.shown['purpose']!r}")
+        say(f"open until {ticket.expires_at:%H:%M} UTC (at most the task's end)")
 
-        _step(3, "The agent's owner approves", "dana owns ops-bot: she may not approve its calls.")
+        step(3, "The agent's owner approves", "dana owns ops-bot: she may not approve its calls.")
         seen["owner"] = refused("dana")
 
-        _step(4, "Someone outside the approvers group approves", "erin is in ops only.")
+        step(4, "Someone outside the approvers group approves", "erin is in ops only.")
         seen["outsider"] = refused("erin")
 
-        _step(5, "One approver approves", "one of two: the ticket stays pending.")
+        step(5, "One approver approves", "one of two: the ticket stays pending.")
         seen["first"] = _tally(vote("bob", True, reason="the table is archived"))
-        _say(f"bob approves: {seen['first']}")
+        say(f"bob approves: {seen['first']}")
 
-        _step(6, "The same approver again", "one person counts once.")
+        step(6, "The same approver again", "one person counts once.")
         seen["again"] = refused("bob")
-        _say(f"the ticket: {_tally(tr.approvals.get(ticket_id))}")
+        say(f"the ticket: {_tally(tr.approvals.get(ticket_id))}")
 
-        _step(7, "A second, distinct approver", "the quorum is reached.")
+        step(7, "A second, distinct approver", "the quorum is reached.")
         seen["second"] = _tally(vote("carol", True))
-        _say(f"carol approves: {seen['second']}")
+        say(f"carol approves: {seen['second']}")
 
-        _step(
+        step(
             8,
             "One argument changed",
             "the approval covers the exact call only: another table is another action.",
@@ -204,29 +192,29 @@ def run_approvals_demo(home: Path | None = None) -> dict[str, Any]:
         )
         errors = forced.decision.errors
         seen["forced"] = errors[0].code if errors else forced.decision.effect.value
-        _say(
+        say(
             f"naming the approved ticket anyway → {forced.decision.effect.value} [{seen['forced']}]"
         )
         if other is not None:
             closed = vote("carol", False, reason="not this table", on=other)
             seen["denied"] = closed.state.value
-            _say(f"carol denies that new ticket: {closed.state.value} (one denial closes it)")
+            say(f"carol denies that new ticket: {closed.state.value} (one denial closes it)")
 
-        _step(9, "The approved call runs", "exactly once; the ticket is used up.")
+        step(9, "The approved call runs", "exactly once; the ticket is used up.")
         seen["run"], _ = attempt("sessions_2019")
         seen["runs"] = list(runs)
         seen["consumed"] = tr.approvals.get(ticket_id).state.value
-        _say(f"the body ran {len(runs)} time(s); the ticket is {seen['consumed']}")
+        say(f"the body ran {len(runs)} time(s); the ticket is {seen['consumed']}")
 
-        _step(10, "The same call again", "a ticket is single use: this needs a new approval.")
+        step(10, "The same call again", "a ticket is single use: this needs a new approval.")
         effect, after = attempt("sessions_2019")
         seen["again_run"] = f"{effect}, {which(after)}"
-        _say(f"{which(after)}; the body ran {len(runs)} time(s)")
+        say(f"{which(after)}; the body ran {len(runs)} time(s)")
         tr.tasks.end(task.id)
         seen["after_end"] = tr.approvals.get(after or "").state.value
-        _say(f"the task ends, and its open ticket with it: {seen['after_end']}")
+        say(f"the task ends, and its open ticket with it: {seen['after_end']}")
 
-        _step(11, "The audit trail", "every step is an event linked to the call that asked.")
+        step(11, "The audit trail", "every step is an event linked to the call that asked.")
         events: list[str] = []
         numbers: dict[str, int] = {}
         for rec in tr.store.records():
@@ -239,12 +227,12 @@ def run_approvals_demo(home: Path | None = None) -> dict[str, Any]:
             ):
                 events.append(name)
                 number = numbers.setdefault(data["ticket"], len(numbers) + 1)
-                _say(f"ticket #{number}  {name:<19} {_describe(data)}")
+                say(f"ticket #{number}  {name:<19} {_describe(data)}")
         seen["events"] = events
         tr.audit.checkpoint()
         report = tr.audit.verify()
         seen["verify"] = "ok" if report.ok else "tampered"
-        _say(f"audit verify: {seen['verify']}, {report.checked} records")
+        say(f"audit verify: {seen['verify']}, {report.checked} records")
     console.print()
     console.print(f"Explore: tribune approvals list --all --home {home}", highlight=False)
     return seen

@@ -8,10 +8,8 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
-
 from tribune.cli.common import console
-from tribune.cli.demo import begin
+from tribune.cli.demo import begin, say, step
 from tribune.core.model import Entitlements, ExtractorSpec, RecordKind, RiskFacts, Tool
 from tribune.crypto.assertions import sign_assertion
 from tribune.crypto.token_keys import InvalidToken
@@ -49,16 +47,6 @@ TOOLS = (
 MAIL_KEY = "mk_demo_2f9c41d7a0b84e55"  # a stand-in for a real provider key
 
 
-def _step(n: int, title: str, words: str) -> None:
-    console.print()
-    console.print(f"[bold cyan]{n}. {title}[/]")
-    console.print(f"   {words}", highlight=False)
-
-
-def _say(text: str) -> None:
-    console.print(f"   {escape(text)}", highlight=False)
-
-
 def run_credentials_demo(home: Path | None = None) -> dict[str, Any]:
     """Run the tour; return what each step observed (used by tests)."""
     from tribune.bootstrap import open_tribune
@@ -76,8 +64,8 @@ def run_credentials_demo(home: Path | None = None) -> dict[str, Any]:
             handle.write(CREDENTIALS)
     seen: dict[str, Any] = {}
     with open_tribune(home) as tr:
-        _step(1, "Set up", "an owner, two tools, an agent, and two credential sources:")
-        _say("crm-api: a token for the CRM; mail-api-key: a sealed secret for the mail API")
+        step(1, "Set up", "an owner, two tools, an agent, and two credential sources:")
+        say("crm-api: a token for the CRM; mail-api-key: a sealed secret for the mail API")
         with suppress(Conflict):
             tr.registry.add_user("alice", email="alice@example.com")
         for tool in TOOLS:
@@ -96,21 +84,21 @@ def run_credentials_demo(home: Path | None = None) -> dict[str, Any]:
         tr.secrets.put("mail-api-key", MAIL_KEY, note="demo stand-in")
         agent = tr.registry.resolve_agent("report-bot")
 
-        _step(2, "The agent signs in with its own key", "Tribune keeps only the public half.")
+        step(2, "The agent signs in with its own key", "Tribune keeps only the public half.")
         key, private_pem = tr.identity.create_key("report-bot")
         assertion = sign_assertion(
             private_pem, agent.id, tr.tokens.audience, now=tr.clock.now(), kid=key.kid
         )
         who = tr.identity.authenticate(assertion)
-        _say(f"signed assertion accepted: {who.agent_id} (key {key.kid[:12]}…)")
+        say(f"signed assertion accepted: {who.agent_id} (key {key.kid[:12]}…)")
         try:
             tr.identity.authenticate(assertion)
             seen["replay"] = "accepted"
         except InvalidToken as exc:
             seen["replay"] = exc.reason
-            _say(f"the same assertion again: refused ({exc.reason})")
+            say(f"the same assertion again: refused ({exc.reason})")
 
-        _step(3, "A task and its token", "the token carries the declared intent and dies with it.")
+        step(3, "A task and its token", "the token carries the declared intent and dies with it.")
         task = tr.start_task(
             "report-bot",
             purpose="send the monthly report to customer 42",
@@ -120,15 +108,15 @@ def run_credentials_demo(home: Path | None = None) -> dict[str, Any]:
         )
         task_token = tr.tokens.issue(task, agent, str(agent.owner))
         seen["task_token"] = "valid" if tr.tokens.verify(task_token) else "invalid"
-        _say(f"task {task.id}, token verifies: {seen['task_token']}")
+        say(f"task {task.id}, token verifies: {seen['task_token']}")
 
-        _step(4, "A credential for the task", "a CRM token bound to this task and audience.")
+        step(4, "A credential for the task", "a CRM token bound to this task and audience.")
         crm = tr.leases.issue(task.id, "crm-api")
         seen["crm_before"] = tr.introspection.introspect(crm.credential["token"])["active"]
-        _say(f"lease {crm.lease.id}: expires {crm.lease.expires_at:%H:%M:%S} UTC")
-        _say(f"the CRM asks Tribune (RFC 7662): active = {seen['crm_before']}")
+        say(f"lease {crm.lease.id}: expires {crm.lease.expires_at:%H:%M:%S} UTC")
+        say(f"the CRM asks Tribune (RFC 7662): active = {seen['crm_before']}")
 
-        _step(5, "A secret for one call", "handed to the function, never to the model.")
+        step(5, "A secret for one call", "handed to the function, never to the model.")
         got: dict[str, str] = {}
 
         @tr.govern("email.send", credentials={"api_key": "mail-api-key"})
@@ -146,33 +134,33 @@ def run_credentials_demo(home: Path | None = None) -> dict[str, Any]:
         records = "".join(r.body for r in tr.store.records())
         seen["secret_in_function"] = got.get("key") == MAIL_KEY
         seen["secret_in_audit"] = MAIL_KEY in records
-        _say(f"the function got the key: {seen['secret_in_function']}")
-        _say(f"the key appears in the audit log: {seen['secret_in_audit']}")
+        say(f"the function got the key: {seen['secret_in_function']}")
+        say(f"the key appears in the audit log: {seen['secret_in_audit']}")
 
-        _step(6, "The task ends", "and takes every credential with it.")
+        step(6, "The task ends", "and takes every credential with it.")
         tr.tasks.end(task.id)
         seen["crm_after"] = tr.introspection.introspect(crm.credential["token"])["active"]
-        _say(f"the CRM asks again: active = {seen['crm_after']}")
+        say(f"the CRM asks again: active = {seen['crm_after']}")
         try:
             tr.tokens.verify(task_token)
             after = "valid"
         except InvalidToken as exc:
             after = exc.reason
         seen["task_token_after"] = after
-        _say(f"the task token: refused ({seen['task_token_after']})")
+        say(f"the task token: refused ({seen['task_token_after']})")
         states = sorted({x.state.value for x in tr.leases.list(task.id)})
         seen["lease_states"] = states
-        _say(f"lease states: {', '.join(states)}")
+        say(f"lease states: {', '.join(states)}")
 
-        _step(7, "The kill switch", "one command ends an agent's tasks and revokes their leases.")
+        step(7, "The kill switch", "one command ends an agent's tasks and revokes their leases.")
         second = tr.start_task("report-bot", purpose="another report", tools=["crm.read_customer"])
         for _ in range(3):
             tr.leases.issue(second.id, "crm-api")
         done = tr.killswitch.revoke(agent="report-bot", actor="user:alice")
         seen["kill_switch"] = (done.tasks_ended, done.leases_revoked)
-        _say(f"{done.tasks_ended} task ended, {done.leases_revoked} leases revoked")
+        say(f"{done.tasks_ended} task ended, {done.leases_revoked} leases revoked")
 
-        _step(8, "The audit trail", "every issue and revocation, and never a credential.")
+        step(8, "The audit trail", "every issue and revocation, and never a credential.")
         counts: dict[str, int] = {}
         for rec in tr.store.records():
             data = json.loads(rec.body)["data"]
@@ -180,7 +168,7 @@ def run_credentials_demo(home: Path | None = None) -> dict[str, Any]:
                 counts[data["event"]] = counts.get(data["event"], 0) + 1
         seen["events"] = counts
         for name in sorted(counts):
-            _say(f"{name}: {counts[name]}")
+            say(f"{name}: {counts[name]}")
     console.print()
     console.print(f"Explore: tribune audit tail --home {home}", highlight=False)
     return seen
