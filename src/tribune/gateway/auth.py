@@ -18,11 +18,11 @@ import logging
 from datetime import datetime
 from typing import Any, Protocol
 
-import anyio
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 
 from tribune.crypto.token_keys import InvalidToken
+from tribune.gateway.calls import Runner, in_thread
 from tribune.services.identity import Principal
 
 log = logging.getLogger(__name__)
@@ -54,12 +54,13 @@ def task_principal(identity: Authenticator, token: str | None) -> Principal | No
 class TaskTokenVerifier:
     """The SDK's ``TokenVerifier`` over Tribune's task tokens (HTTP)."""
 
-    def __init__(self, identity: Authenticator, audience: str) -> None:
+    def __init__(self, identity: Authenticator, audience: str, run: Runner = in_thread) -> None:
         self.identity = identity
         self.audience = audience  # what ``authenticate`` checked the token's `aud` against
+        self.run = run
 
     async def verify_token(self, token: str) -> AccessToken | None:
-        principal = await anyio.to_thread.run_sync(task_principal, self.identity, token)
+        principal = await self.run(lambda: task_principal(self.identity, token))
         if principal is None:
             return None
         return AccessToken(

@@ -1,10 +1,11 @@
 """One governed ``tools/call`` through the gateway: check, decide, forward, record.
 
     unknown tool, oversized or schema-failing arguments → a tool error; nothing stored or sent
+    the task's earlier results written (``Results``)
     decide (INTENT and DECISION durable)                 → denied / approval required: a tool
                                                            error with the reason; nothing sent
     forward to the upstream                              → its result, unchanged
-    finish: RESULT record                                → OK, ERROR (an error result, an error
+    finish: RESULT record (stdio: after the reply)       → OK, ERROR (an error result, an error
                                                            response), UNKNOWN (timed out, the
                                                            connection was lost mid-call) or
                                                            CANCELLED (the agent cancelled)
@@ -12,13 +13,18 @@
 Every failure of an allowed call is recorded and answered as a tool error: the gateway stays
 up. Audit records name what went wrong by kind, never by the upstream's message (it may hold
 data); the agent sees the upstream's own message.
+
+Store calls go through a ``Runner``: ``inline`` on the event loop, or ``in_thread``. The
+gateway picks one per store (``runner_for``).
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import mcp.types as types
@@ -26,6 +32,7 @@ import orjson
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 
+from tribune.config import Settings
 from tribune.core.model import ResultStatus, Verdict
 from tribune.errors import TribuneError
 from tribune.gateway.catalog import Catalog
@@ -34,7 +41,12 @@ from tribune.sdk.governed import model_message
 from tribune.services.governor import MAX_ARGUMENT_BYTES
 from tribune.services.identity import Principal
 
+log = logging.getLogger(__name__)
 MAX_MESSAGE = 300
+T = TypeVar("T")
+# Scheduling steps from a handler's return to its reply's write: the dispatcher hands the
+# response to the transport's writer task (stdio: one step; HTTP: a few through the ASGI app).
+REPLY_STEPS = 8
 
 
 class Decider(Protocol):
@@ -58,6 +70,97 @@ class Decider(Protocol):
         duration_ms: float = 0.0,
         error: str | None = None,
     ) -> Any: ...
+
+
+class Runner(Protocol):
+    """Runs a short blocking call of Tribune's services from the event loop."""
+
+    def __call__(self, fn: Callable[[], T], /) -> Awaitable[T]: ...
+
+
+async def inline(fn: Callable[[], T]) -> T:
+    """On the event loop itself: no thread hop, and the loop waits while ``fn`` runs."""
+    return fn()
+
+
+async def in_thread(fn: Callable[[], T]) -> T:
+    """In a worker thread: the loop serves others while ``fn`` waits on I/O."""
+    return await anyio.to_thread.run_sync(fn)
+
+
+def runner_for(settings: Settings) -> Runner:
+    """``inline`` for a local SQLite store without an fsync per commit, else ``in_thread``.
+
+    A decision on SQLite (``durability = "normal"``) is ~1 ms of CPU with no waiting, which the
+    GIL would serialise in a thread anyway; the hop to a thread and back costs more than it
+    saves. A PostgreSQL round trip or an fsync waits, and the loop should serve others then.
+    """
+    url = settings.store_url
+    local = not url or url.startswith("sqlite")
+    return inline if local and settings.durability == "normal" else in_thread
+
+
+class Results:
+    """Result records of allowed calls, written after the reply is on its way.
+
+    While ``deferring()`` runs, ``record`` schedules the write in a task of its own and
+    returns; that task first yields to the event loop a few times (``REPLY_STEPS``), so the
+    reply, a few scheduling steps behind the handler's return, goes out before the write runs
+    (with ``run``: inline, or in a thread). Outside ``deferring()``, ``record`` writes at once.
+
+    INVARIANT: a task's next call is decided only after every result of that task this process
+    deferred is written (``settled``), so what a result changes in the task's session (taint,
+    data read, the call count) is in the store before the next decision, as if written first.
+    The intent and decision are durable before forwarding either way; a crash between the
+    reply and the write leaves an allowed action without a result, which
+    ``tribune audit reconcile`` records as `unknown` (the outcome was not observed).
+    """
+
+    def __init__(self, run: Runner) -> None:
+        self._run = run
+        self._group: anyio.abc.TaskGroup | None = None
+        self._pending: dict[str, tuple[int, anyio.Event]] = {}
+
+    @asynccontextmanager
+    async def deferring(self) -> AsyncIterator[None]:
+        """Defer writes until this exits; on exit, wait for every one still pending."""
+        async with anyio.create_task_group() as group:
+            self._group = group
+            try:
+                yield
+            finally:
+                self._group = None
+
+    async def settled(self, task_id: str) -> None:
+        """Return once no result of ``task_id`` is waiting to be written."""
+        while (entry := self._pending.get(task_id)) is not None:
+            await entry[1].wait()
+
+    async def record(self, task_id: str, write: Callable[[], object]) -> None:
+        if self._group is None:
+            with anyio.CancelScope(shield=True):  # P9: the result record survives cancellation
+                await self._run(write)
+            return
+        count, done = self._pending.get(task_id, (0, anyio.Event()))
+        self._pending[task_id] = (count + 1, done)
+        self._group.start_soon(self._write, task_id, write)
+
+    async def _write(self, task_id: str, write: Callable[[], object]) -> None:
+        try:
+            with anyio.CancelScope(shield=True):
+                # Should the reply still be on its way after these, it waits for one write.
+                for _ in range(REPLY_STEPS):
+                    await anyio.lowlevel.checkpoint()
+                await self._run(write)
+        except Exception as exc:  # the action stays without a result: reconcilable
+            log.warning("a result was not recorded: %s", type(exc).__name__)
+        finally:
+            count, done = self._pending[task_id]
+            if count > 1:
+                self._pending[task_id] = (count - 1, done)
+            else:
+                del self._pending[task_id]
+                done.set()
 
 
 def refusal(text: str) -> types.CallToolResult:
@@ -84,6 +187,8 @@ async def govern(
     name: str,
     arguments: dict[str, Any] | None,
     *,
+    results: Results,
+    run: Runner = in_thread,
     progress: ProgressFnT | None = None,
 ) -> types.CallToolResult:
     """Run one call of the agent ``principal`` through Tribune and, if allowed, upstream."""
@@ -104,24 +209,24 @@ async def govern(
         )
     assert principal.task_id is not None
     task_id = principal.task_id
+    await results.settled(task_id)
     # Shielded: once decided, the verdict must reach finish() even if the agent cancels now.
     with anyio.CancelScope(shield=True):
         try:
-            verdict = await anyio.to_thread.run_sync(
-                lambda: governor.decide(task_id, name, args, expects_result=True)
-            )
+            verdict = await run(lambda: governor.decide(task_id, name, args, expects_result=True))
         except TribuneError as exc:
             return refusal(f"{exc.message}; nothing was run")
     if not verdict.allowed:
         return refusal(model_message(verdict).removeprefix("Tribune: "))
     return await _forward(
-        governor, upstreams, verdict, route.upstream, route.original, args, progress
+        governor, upstreams, results, verdict, route.upstream, route.original, args, progress
     )
 
 
 async def _forward(
     governor: Decider,
     upstreams: Upstreams,
+    results: Results,
     verdict: Verdict,
     upstream: str,
     tool: str,
@@ -131,14 +236,19 @@ async def _forward(
     started = time.perf_counter()
     action = verdict.action_id
 
-    async def finish(status: ResultStatus, error: str | None = None, output: Any = None) -> None:
+    async def finish(
+        status: ResultStatus, error: str | None = None, result: types.CallToolResult | None = None
+    ) -> None:
         elapsed = (time.perf_counter() - started) * 1000.0
-        with anyio.CancelScope(shield=True):  # P9: the result record survives cancellation
-            await anyio.to_thread.run_sync(
-                lambda: governor.finish(
-                    verdict, status, output=output, duration_ms=elapsed, error=error
-                )
-            )
+
+        def write() -> object:
+            # the result as the agent got it; dumped here, after the reply when deferred
+            output = None
+            if result is not None:
+                output = result.model_dump(mode="json", by_alias=True, exclude_none=True)
+            return governor.finish(verdict, status, output=output, duration_ms=elapsed, error=error)
+
+        await results.record(verdict.task_id, write)
 
     try:
         result: CallResult = await upstreams.call(upstream, tool, args, progress=progress)
@@ -184,11 +294,10 @@ async def _forward(
         await finish(ResultStatus.ERROR, type(exc).__name__)
         return refusal(f"the call to upstream `{upstream}` failed (action {action})")
     if isinstance(result, types.CallToolResult):
-        output = result.model_dump(mode="json", by_alias=True, exclude_none=True)
         if result.is_error:
-            await finish(ResultStatus.ERROR, "error_result", output)
+            await finish(ResultStatus.ERROR, "error_result", result)
         else:
-            await finish(ResultStatus.OK, None, output)
+            await finish(ResultStatus.OK, None, result)
         return result
     # An InputRequiredResult would need the upstream's request state sealed into the gateway's
     # own (research note P10); an extension's result has no meaning to the agent's client.

@@ -59,6 +59,6 @@ def create_gateway_app(
             resource_server_url=AnyHttpUrl(settings.url),
             validate_token_resource=False,
         ),
-        token_verifier=TaskTokenVerifier(tr.identity, tr.tokens.audience),
+        token_verifier=TaskTokenVerifier(tr.identity, tr.tokens.audience, gw.run),
     )
     return gw, app

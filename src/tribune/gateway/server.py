@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any, Protocol
 
 import anyio
@@ -31,6 +31,7 @@ import tribune
 from tribune.config import Settings
 from tribune.core.model import Agent
 from tribune.gateway import calls
+from tribune.gateway.calls import Results, runner_for
 from tribune.gateway.catalog import Catalog, Route, annotations_of
 from tribune.gateway.config import GatewaySettings
 from tribune.gateway.upstreams import Upstreams
@@ -83,10 +84,21 @@ class Services(Protocol):
 class Gateway:
     """The catalog, the upstream connections and the MCP server that serves them."""
 
-    def __init__(self, tr: Services, settings: GatewaySettings, identify: Identify) -> None:
+    def __init__(
+        self,
+        tr: Services,
+        settings: GatewaySettings,
+        identify: Identify,
+        *,
+        defer_results: bool = False,
+    ) -> None:
+        """``defer_results``: record results after the reply (see ``calls.Results``)."""
         self.tr = tr
         self.settings = settings
         self.identify = identify
+        self.run = runner_for(tr.settings)
+        self.results = Results(self.run)
+        self._defer = defer_results
         self.catalog = Catalog()
         self.visibility = Visibility()
         self.upstreams = Upstreams(settings, self._on_tools)
@@ -111,7 +123,9 @@ class Gateway:
         async with anyio.create_task_group() as tg:
             await self.upstreams.run(tg)
             try:
-                yield None
+                # on exit, waits for the results still to be written
+                async with self.results.deferring() if self._defer else nullcontext():
+                    yield None
             finally:
                 tg.cancel_scope.cancel()
 
@@ -170,6 +184,7 @@ class Gateway:
         if principal is None:
             return types.ListToolsResult(tools=[])
         catalog = self.catalog
+        # a thread whatever the store: a first listing may evaluate many tools
         tools = await anyio.to_thread.run_sync(self._visible, principal, catalog)
         return types.ListToolsResult(tools=tools)
 
@@ -216,6 +231,8 @@ class Gateway:
             principal,
             params.name,
             params.arguments,
+            results=self.results,
+            run=self.run,
             progress=relay,
         )
 
