@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import tribune
 from tribune import Entitlements, ExtractorSpec, RiskFacts, Tool
 from tribune.bootstrap import Tribune
@@ -98,3 +100,15 @@ def kinds(found: list[dict[str, Any]]) -> list[str]:
 
 def raw_log(tr: Tribune) -> str:
     return "\n".join(r.body for r in tr.store.records())
+
+
+# The approval tests of every adapter share these calls and the home fixture.
+UNKNOWN = {"to": "eve@elsewhere.example", "body": "hi"}  # one approval, not alice's
+MAIL = {"purpose": "ticket 42", "tools": ["crm.read", "email.send"]}
+DROP = {"purpose": "clean up", "tools": ["db.drop"], "environment": "production"}
+
+
+@pytest.fixture
+def tr(tmp_path: Path) -> Iterator[Tribune]:
+    """A fresh home with the shared world, closed afterwards."""
+    yield from open_home(tmp_path)

@@ -7,8 +7,6 @@ resumed call is decided again. Only an approved Tribune ticket runs a call.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,19 +24,12 @@ from tribune.integrations.langchain import (
     resolve_interrupts,
 )
 
-from .agent_world import kinds, open_home, records, state_of, tickets, vote
+from .agent_world import DROP, MAIL, UNKNOWN, kinds, records, state_of, tickets, tr, vote
 from .test_langchain import NAMES, ScriptedChatModel, scripted, tools
 
+__all__ = ["tr"]  # the shared home fixture
 MODES = ["sync", "async"]
-UNKNOWN = {"to": "eve@elsewhere.example", "body": "hi"}  # one approval, not alice's
-MAIL = {"purpose": "ticket 42", "tools": ["crm.read", "email.send"]}
-DROP = {"purpose": "clean up", "tools": ["db.drop"], "environment": "production"}
 APPROVE = {"type": "approve"}
-
-
-@pytest.fixture
-def tr(tmp_path: Path) -> Iterator[Tribune]:
-    yield from open_home(tmp_path)
 
 
 def db_drop(ran: list[str]) -> BaseTool:

@@ -7,8 +7,6 @@ again. Only an approved Tribune ticket runs a call.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,18 +23,11 @@ from tribune.integrations.pydantic_ai import (
     resolve_deferred,
 )
 
-from .agent_world import kinds, open_home, records, state_of, tickets, vote
+from .agent_world import DROP, MAIL, UNKNOWN, kinds, records, state_of, tickets, tr, vote
 from .test_pydantic_ai import NAMES, Script
 
+__all__ = ["tr"]  # the shared home fixture
 MODES = ["sync", "async"]
-UNKNOWN = {"to": "eve@elsewhere.example", "body": "hi"}  # one approval, not alice's
-MAIL = {"purpose": "ticket 42", "tools": ["crm.read", "email.send"]}
-DROP = {"purpose": "clean up", "tools": ["db.drop"], "environment": "production"}
-
-
-@pytest.fixture
-def tr(tmp_path: Path) -> Iterator[Tribune]:
-    yield from open_home(tmp_path)
 
 
 class Session:

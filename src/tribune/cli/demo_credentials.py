@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from tribune.cli.common import console
+from tribune.cli.demo import TOOLS as DEMO_TOOLS
 from tribune.cli.demo import begin, say, step
-from tribune.core.model import Entitlements, ExtractorSpec, RecordKind, RiskFacts, Tool
+from tribune.core.model import Entitlements, RecordKind
 from tribune.crypto.assertions import sign_assertion
 from tribune.crypto.token_keys import InvalidToken
 from tribune.errors import Conflict
@@ -28,22 +29,8 @@ secret = "mail-api-key"
 tools = ["email.send"]
 ttl = 60
 """
-TOOLS = (
-    Tool(
-        "crm.read_customer",
-        "Read a customer record",
-        risk=RiskFacts(read_only=True, destructive=False, idempotent=True, open_world=False),
-        groups=("crm",),
-        extractors=(ExtractorSpec("object_id", "/customer_id", role="customer"),),
-    ),
-    Tool(
-        "email.send",
-        "Send an e-mail",
-        risk=RiskFacts(read_only=False, destructive=False, open_world=True),
-        groups=("email",),
-        extractors=(ExtractorSpec("email", "/to/*", role="recipient", target=True),),
-    ),
-)
+# The first tour's CRM and mail tools.
+TOOLS = tuple(t for t in DEMO_TOOLS if t.name in ("crm.read_customer", "email.send"))
 MAIL_KEY = "mk_demo_2f9c41d7a0b84e55"  # a stand-in for a real provider key
 
 

@@ -1,7 +1,12 @@
 """Tribune's domain model: plain, immutable values with no I/O.
 
 People (users, groups), agents with entitlements, tools with risk facts and extractors, tasks
-with a declared intent (scope) and session state, decisions and audit records.
+with a declared intent (scope) and session state, decisions and audit records, agent keys,
+leases, sealed secrets and approval tickets.
+
+Over 600 lines on purpose: one module is the one vocabulary every layer imports, and the store
+codec round-trips every dataclass in it (tests/store/test_codec.py checks each is covered); the
+sections below keep each kind of value together.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 Requests reject unknown fields and bound every size. Responses are built from the domain model
 by the ``*_out`` functions in the route modules, never by serialising internals wholesale.
+
+Over 600 lines on purpose: these classes together are the API's published schema, kept in one
+place so the OpenAPI document, the access-control matrix and schemathesis read one source.
 """
 
 from __future__ import annotations

@@ -237,18 +237,24 @@ class Governor:
             decision = deny(tool_name, failure.code, failure.message)
         else:
             try:
-                if self.approvals is not None:
+                decision, context, targets = self._evaluate(
+                    task, agent, tool, facts, approvals, environment
+                )
+                # Tickets are looked up only where they can matter (a named ticket, or a call
+                # that needs approval): an ordinary allow or deny costs no extra read.
+                wanted = decision.effect is Effect.APPROVAL_REQUIRED or ticket is not None
+                if self.approvals is not None and wanted:
                     approved = self.approvals.approved(action_digest, ticket)
                     if approved is not None:
                         approvals = max(approvals, approving(approved))
+                        decision, context, targets = self._evaluate(
+                            task, agent, tool, facts, approvals, environment
+                        )
                     elif ticket is not None:
                         failure = self._ticket_refused(ticket, action_digest)
                 if failure is not None:
                     decision = deny(tool_name, failure.code, failure.message)
                 else:
-                    decision, context, targets = self._evaluate(
-                        task, agent, tool, facts, approvals, environment
-                    )
                     # INVARIANT: the call's place in max_calls is taken before its ticket is
                     # used, so a call refused for the limit leaves the approval unused.
                     decision, reserved = self._reserve(task, decision, expects_result)
