@@ -43,9 +43,15 @@ def create_app(
 
 
 def create_gateway_app(
-    tr: HttpServices, settings: GatewaySettings, *, host: str = "127.0.0.1"
+    tr: HttpServices,
+    settings: GatewaySettings,
+    *,
+    host: str = "127.0.0.1",
+    stateless: bool = False,
 ) -> tuple[Gateway, Starlette]:
-    """``create_app``, with the ``Gateway`` behind it (for tests and embedding)."""
+    """``create_app``, with the ``Gateway`` behind it (for tests and embedding). ``stateless``
+    serves handshake-era clients without sessions too (a session lives in one process: several
+    processes behind one port need this), at the cost of ``tools/list_changed`` notifications."""
 
     async def identify(_: ServerRequestContext[Any, Any]) -> Principal | None:
         return bearer_principal()
@@ -54,6 +60,7 @@ def create_gateway_app(
     app = gw.server.streamable_http_app(
         streamable_http_path=urlsplit(settings.url).path or "/mcp",
         host=host,
+        stateless_http=stateless,
         auth=AuthSettings(
             issuer_url=AnyHttpUrl(settings.issuer_url),
             resource_server_url=AnyHttpUrl(settings.url),

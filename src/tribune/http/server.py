@@ -4,6 +4,9 @@
 uvicorn with ``factory`` so every worker opens the home itself (SQLite serialises the workers'
 appends with ``BEGIN IMMEDIATE``; PostgreSQL with an advisory lock). SIGTERM/SIGINT drain
 in-flight requests; each worker then signs a final checkpoint and closes its store.
+
+With ``ServeOptions.gateway`` each worker also serves the MCP gateway at ``/mcp`` (see
+``tribune.gateway.mount``): its own ``Gateway``, whose upstreams connect when the worker starts.
 """
 
 from __future__ import annotations
@@ -14,19 +17,24 @@ import shutil
 import sys
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import FastAPI
+
+if TYPE_CHECKING:
+    from tribune.gateway.mount import Lifespan
 
 HOME_ENV = "TRIBUNE_HOME"
 PRIVATE_METRICS_ENV = "TRIBUNE_PRIVATE_METRICS"
 TRACING_ENV = "TRIBUNE_OTEL"
 FAST_PATHS_ENV = "TRIBUNE_FAST_PATHS"
 LOG_ENV = "TRIBUNE_LOG"  # "<format>:<level>", set by serve() for the worker processes
+GATEWAY_ENV = "TRIBUNE_GATEWAY"  # "<host>:<port>" where serve() listens, when serving /mcp
+STATELESS_ENV = "TRIBUNE_GATEWAY_STATELESS"  # "1": several workers, no handshake-era sessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +47,7 @@ class ServeOptions:
     log_format: str = "json"  # json | text
     log_level: str = "info"
     tracing: bool = False
+    gateway: bool = False  # also the MCP gateway at /mcp (needs the `mcp` SDK)
 
 
 def factory() -> FastAPI:
@@ -61,12 +70,15 @@ def factory() -> FastAPI:
         from tribune.http.tracing import instrument
 
         provider = instrument(app)
+    gateway = _gateway(app, tr, os.environ[GATEWAY_ENV]) if GATEWAY_ENV in os.environ else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         tr.leases.start_sweeper()  # each worker sweeps; ending a lease is compare-and-set
         try:
-            yield
+            # INVARIANT: the gateway stops (its last results written) before the store closes.
+            async with gateway() if gateway is not None else nullcontext():
+                yield
         finally:
             if provider is not None:
                 provider.shutdown()
@@ -74,6 +86,17 @@ def factory() -> FastAPI:
 
     app.router.lifespan_context = lifespan
     return app
+
+
+def _gateway(app: FastAPI, tr: Any, listen: str) -> Lifespan:
+    """Serve the home's gateway at ``/mcp`` of ``app``; the lifespan for ``app``'s to enter."""
+    from tribune.gateway.mount import mount, served
+
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    settings = served(tr.settings.gateway, host, int(port))
+    stateless = os.environ.get(STATELESS_ENV) == "1"
+    return mount(app.router.routes, tr, settings, host=host, stateless=stateless)
 
 
 def serve(options: ServeOptions) -> None:
@@ -92,6 +115,13 @@ def serve(options: ServeOptions) -> None:
         shutil.rmtree(metrics_dir, ignore_errors=True)  # counters restart with the service
         metrics_dir.mkdir(parents=True, mode=0o700)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    if options.gateway:
+        host = f"[{options.host}]" if ":" in options.host else options.host
+        os.environ[GATEWAY_ENV] = f"{host}:{options.port}"
+        # a handshake-era session lives in one worker; the next request may reach another
+        os.environ[STATELESS_ENV] = "1" if options.workers > 1 else "0"
+    else:
+        os.environ.pop(GATEWAY_ENV, None)
     os.environ[LOG_ENV] = f"{options.log_format}:{options.log_level}"
     configure_logging(options.log_format, options.log_level)
     uvicorn.run(
