@@ -1,7 +1,8 @@
 """A Tribune home with agents and the default policy pack, a gateway configuration naming real
 upstream processes (``upstream_server.py`` and, when installed, ``mcp-server-time``), and
 helpers to start the gateway over stdio or streamable HTTP and talk to it with the official
-``mcp`` client. Nothing is faked: upstreams are processes, the store is SQLite on disk.
+``mcp`` client. Nothing is faked: upstreams are processes, the store is SQLite on disk, or
+PostgreSQL where a module overrides ``home_store_url`` (``test_postgres.py``).
 """
 
 from __future__ import annotations
@@ -128,8 +129,18 @@ def _populate(tr: Tribune) -> None:
 
 
 @pytest.fixture
-def home(tmp_path: Path) -> Iterator[Home]:
+def home_store_url() -> str:
+    """The store of ``home``: "" for SQLite in the home; a module overrides this fixture to
+    name another (``test_postgres.py`` gives each test a PostgreSQL schema of its own)."""
+    return ""
+
+
+@pytest.fixture
+def home(tmp_path: Path, home_store_url: str) -> Iterator[Home]:
     path = tmp_path / "home"
+    if home_store_url:  # written before init, so the home is created in that store
+        path.mkdir(mode=0o700)
+        (path / "tribune.toml").write_text(f"[store]\nurl = {json.dumps(home_store_url)}\n")
     init_home(path)
     tr = open_tribune(path)
     _populate(tr)
