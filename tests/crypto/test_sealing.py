@@ -289,3 +289,22 @@ def test_env_key_cannot_be_rotated_but_old_keys_still_open(tmp_path: Path) -> No
     old.chmod(0o600)
     second = env_sealer(tmp_path, bytes(32))
     assert second.key_id != old_id and second.open("a", sealed, old_id) == b"v"
+
+
+def test_derived_keys_are_shared_per_key_and_label_and_survive_rotation(tmp_path: Path) -> None:
+    sealer = file_sealer(tmp_path)
+    first = sealer.derived(b"purpose a")
+    assert len(first) == 1 and len(first[0]) == 32
+    assert first == file_sealer(tmp_path).derived(b"purpose a")  # another process, same keys
+    assert sealer.derived(b"purpose b") != first
+    key = (tmp_path / "keys" / "sealing.key").read_bytes()
+    assert key not in first  # never the sealing key itself
+    sealer.rotate()
+    after = sealer.derived(b"purpose a")
+    assert len(after) == 2 and after[1] == first[0] and after[0] != first[0]
+    assert file_sealer(tmp_path).derived(b"purpose a") == after
+
+
+def test_derived_keys_from_the_env_key(tmp_path: Path) -> None:
+    assert env_sealer(tmp_path).derived(b"x") == env_sealer(tmp_path / "other").derived(b"x")
+    assert env_sealer(tmp_path).derived(b"x") != env_sealer(tmp_path, os.urandom(32)).derived(b"x")

@@ -60,6 +60,21 @@ def test_defaults() -> None:
     settings = parse('[[gateway.upstreams]]\nname = "a"\ncommand = "run-a"\n')
     assert settings.url == DEFAULT_URL
     assert settings.upstreams[0].args == () and settings.upstreams[0].env == {}
+    assert settings.approval_hold == 0 and settings.elicit is True
+    assert settings.upstreams[0].connect_timeout == 30.0
+
+
+def test_connect_timeout_is_its_own() -> None:
+    settings = parse(
+        '[[gateway.upstreams]]\nname = "a"\nurl = "http://h/mcp"\ntimeout = 2\n'
+        "connect_timeout = 90\n"
+    )
+    assert (settings.upstreams[0].timeout, settings.upstreams[0].connect_timeout) == (2.0, 90.0)
+
+
+def test_approval_settings() -> None:
+    settings = parse("[gateway]\napproval_hold = 30\nelicit = false\n")
+    assert settings.approval_hold == 30.0 and settings.elicit is False
 
 
 def upstream(**fields: Any) -> dict[str, Any]:
@@ -91,8 +106,13 @@ def upstream(**fields: Any) -> dict[str, Any]:
         (upstream(name="a", command="x", timeout=0), "must be more than 0"),
         (upstream(name="a", command="x", timeout=True), "must be a number of seconds"),
         (upstream(name="a", command="x", timeout=99999), "at most 3600 seconds"),
+        (upstream(name="a", command="x", connect_timeout=0), "connect_timeout` must be more"),
         (upstream(name="a", command="x", cwd="/"), "unknown key `cwd` in `gateway.upstreams[0]`"),
         ({"gateway": {"url": "gw:8710"}}, "`gateway.url` must be an http(s) URL"),
+        ({"gateway": {"approval_hold": -1}}, "`gateway.approval_hold` must be a number"),
+        ({"gateway": {"approval_hold": 301}}, "from 0 to 300"),
+        ({"gateway": {"approval_hold": True}}, "`gateway.approval_hold` must be a number"),
+        ({"gateway": {"elicit": "yes"}}, "`gateway.elicit` must be true or false"),
     ],
 )
 def test_refused(raw: dict[str, Any], message: str) -> None:

@@ -407,3 +407,28 @@ def test_the_kill_switch_closes_tickets_too(people: World) -> None:
 def test_the_environment_shown_is_the_one_policy_judged(people: World) -> None:
     ticket = people.tr.approvals.get(drop(people, ops_task(people)).ticket_id or "")
     assert ticket.shown["environment"] == "production"  # the task's, the call named none
+
+
+def test_the_asking_side_may_withdraw_a_pending_ticket_only(people: World) -> None:
+    tr = people.tr
+    task = ops_task(people)
+    asked = drop(people, task)
+    ticket = asked.ticket_id or ""
+    withdrawn = tr.approvals.withdraw(ticket, by=asked.agent_id, via="elicitation")
+    assert withdrawn.state is TicketState.DENIED
+    (event,) = events(people, "approval_withdrawn")
+    assert (event["by"], event["via"], event["ticket"]) == (asked.agent_id, "elicitation", ticket)
+    with pytest.raises(Conflict):  # approvers can no longer let it run
+        tr.approvals.vote(ticket, "bob", True)
+    # An approved, unused ticket is withdrawn too (the call does not run); a used one stays.
+    other = drop(people, task, {"table": "old"}).ticket_id or ""
+    tr.approvals.vote(other, "bob", True)
+    tr.approvals.vote(other, "carol", True)
+    assert tr.approvals.withdraw(other, by="x", via="elicitation").state is TicketState.DENIED
+    assert not drop(people, task, {"table": "old"}, ticket=other).allowed
+    used = drop(people, task, {"table": "new"}).ticket_id or ""
+    tr.approvals.vote(used, "bob", True)
+    tr.approvals.vote(used, "carol", True)
+    assert drop(people, task, {"table": "new"}).allowed
+    assert tr.approvals.withdraw(used, by="x", via="elicitation").state is TicketState.CONSUMED
+    assert len(events(people, "approval_withdrawn")) == 2

@@ -14,11 +14,22 @@ never log or return anything but the credential itself from ``issue``/``renew``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from tribune.core.model import Lease
+from tribune.errors import InvalidInput
 
 RESERVED = frozenset({"source", "call"})  # scope keys the lease service adds
+
+
+def injected_value(credential: Mapping[str, Any]) -> Any:
+    """What an enforcement point hands on for a credential (the SDK to a governed function, the
+    gateway to an upstream): a secret's value, a bearer token, or a database connection URI."""
+    for key in ("value", "token", "dsn"):
+        if key in credential:
+            return credential[key]
+    raise InvalidInput("the credential backend returned nothing to inject")
 
 
 def own_scope(scope: dict[str, Any]) -> dict[str, Any]:

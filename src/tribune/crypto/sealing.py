@@ -25,6 +25,8 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from tribune.crypto.keys import _read_key_file, _write_new, b64url, b64url_decode, ensure_keys_dir
 from tribune.errors import ConfigError, CredentialBackendUnavailable, KeyFileInvalid
@@ -97,6 +99,10 @@ def _read_key(path: Path) -> bytes:
     return data
 
 
+def _hkdf(key: bytes, label: bytes) -> bytes:
+    return HKDF(algorithm=SHA256(), length=KEY_SIZE, salt=None, info=label).derive(key)
+
+
 class Sealer:
     """Seals and opens secrets with the home's sealing keys; rotates the key file.
 
@@ -110,6 +116,7 @@ class Sealer:
         self._lock = threading.Lock()
         self._current: tuple[str, AESGCM] | None = None
         self._keys: dict[str, AESGCM] = {}  # every key that opens, by id
+        self._derived: dict[str, bytes] = {}  # by id: a subkey for `derived`, never the key
 
     def __repr__(self) -> str:
         return f"Sealer(dir={str(self.dir)!r}, from_env={self.from_env})"
@@ -129,6 +136,15 @@ class Sealer:
         self._loaded()
         with self._lock:
             return sorted(self._keys)
+
+    def derived(self, label: bytes) -> list[bytes]:
+        """Keys for another purpose named by ``label`` (HKDF-SHA256 over each sealing key), the
+        current key's first: processes and replicas that share the sealing keys share these,
+        and values made under a key rotated out still open."""
+        kid, _ = self._loaded()
+        with self._lock:
+            others = sorted(k for k in self._derived if k != kid)
+            return [_hkdf(self._derived[k], label) for k in (kid, *others)]
 
     # ------------------------------------------------------------------ seal / open
 
@@ -182,6 +198,7 @@ class Sealer:
             _write_atomically(path, new, replace=True)
             new_id = sealing_key_id(new)
             self._keys[new_id] = AESGCM(new)
+            self._derived[new_id] = _hkdf(new, b"tribune derived keys v1")
             self._current = (new_id, self._keys[new_id])
             return new_id
 
@@ -204,11 +221,11 @@ class Sealer:
         # Called with the lock held.
         env = self._env_text
         current = parse_env_key(env) if env is not None else self._file_key()
-        keys = {sealing_key_id(k): AESGCM(k) for k in self._old_keys()}
+        raw = {sealing_key_id(k): k for k in (*self._old_keys(), current)}
+        self._keys = {k: AESGCM(v) for k, v in raw.items()}
+        self._derived = {k: _hkdf(v, b"tribune derived keys v1") for k, v in raw.items()}
         kid = sealing_key_id(current)
-        keys[kid] = AESGCM(current)
-        self._keys = keys
-        self._current = (kid, keys[kid])
+        self._current = (kid, self._keys[kid])
 
     def _file_key(self) -> bytes:
         path = self.dir / KEY_FILE

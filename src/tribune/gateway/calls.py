@@ -2,8 +2,11 @@
 
     unknown tool, oversized or schema-failing arguments → a tool error; nothing stored or sent
     the task's earlier results written (``Results``)
-    decide (INTENT and DECISION durable)                 → denied / approval required: a tool
-                                                           error with the reason; nothing sent
+    a sealed answer to an approval prompt                → declined: the ticket withdrawn
+    decide (INTENT and DECISION durable)                 → denied: a tool error with the reason;
+                                                           approval required: held, shown to
+                                                           the user, or a tool error naming the
+                                                           ticket (``approval``); nothing sent
     forward to the upstream                              → its result, unchanged
     finish: RESULT record (stdio: after the reply)       → OK, ERROR (an error result, an error
                                                            response), UNKNOWN (timed out, the
@@ -24,6 +27,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import anyio
@@ -33,16 +37,38 @@ from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 
 from tribune.config import Settings
-from tribune.core.model import ResultStatus, Verdict
+from tribune.core.model import RecordKind, ResultStatus, TicketState, Verdict
 from tribune.errors import TribuneError
-from tribune.gateway.catalog import Catalog
-from tribune.gateway.upstreams import CallResult, UpstreamLost, Upstreams, UpstreamUnavailable
+from tribune.gateway.approval import (
+    SCHEMA,
+    STATE_TTL,
+    Asking,
+    Tickets,
+    hold,
+    input_required,
+    message,
+    still_pending,
+)
+from tribune.gateway.catalog import Catalog, Route
+from tribune.gateway.upstreams import (
+    CallResult,
+    CredentialUnavailable,
+    UpstreamBusy,
+    UpstreamLost,
+    Upstreams,
+    UpstreamUnavailable,
+)
 from tribune.sdk.governed import model_message
 from tribune.services.governor import MAX_ARGUMENT_BYTES
 from tribune.services.identity import Principal
+from tribune.services.registry import Events
 
 log = logging.getLogger(__name__)
 MAX_MESSAGE = 300
+MAX_NAME = 200  # characters of an unknown tool's name kept in its refusal record
+# Arguments nested deeper than this are refused before any decision: every hop (the store's
+# canonical JSON, the upstream's parser) has a recursion limit of its own, some near 200.
+MAX_DEPTH = 64
 T = TypeVar("T")
 # Scheduling steps from a handler's return to its reply's write: the dispatcher hands the
 # response to the transport's writer task (stdio: one step; HTTP: a few through the ASGI app).
@@ -59,6 +85,7 @@ class Decider(Protocol):
         arguments: Mapping[str, Any],
         *,
         expects_result: bool = True,
+        ticket: str | None = None,
     ) -> Verdict: ...
 
     def finish(
@@ -179,6 +206,67 @@ def unknown_tool(name: str, upstreams: Upstreams) -> types.CallToolResult:
     return refusal(f"unknown tool `{name:.200}`; nothing was run")
 
 
+def depth(value: Any, limit: int) -> int:
+    """How deeply ``value`` nests lists and objects, counting no further than ``limit + 1``."""
+    deepest, level = 0, [value]
+    while level and deepest <= limit:
+        deepest += 1
+        nested: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                nested.extend(item.values())
+            elif isinstance(item, list):
+                nested.extend(item)
+        level = [i for i in nested if isinstance(i, dict | list)]
+        if not level:
+            break
+    return deepest
+
+
+def _check(
+    route: Route | None, name: str, args: dict[str, Any], upstreams: Upstreams
+) -> tuple[str, types.CallToolResult] | None:
+    """Why a call cannot even be decided (its code and answer), or None."""
+    if route is None:
+        return "unknown_tool", unknown_tool(name, upstreams)
+    try:
+        size = len(orjson.dumps(args))
+    except TypeError:  # not JSON, or nested past orjson's own limit
+        return "arguments_invalid", refusal("arguments must be JSON values; nothing was run")
+    if size > MAX_ARGUMENT_BYTES:
+        return "arguments_too_large", refusal(
+            f"the arguments exceed {MAX_ARGUMENT_BYTES} bytes; nothing was run"
+        )
+    if depth(args, MAX_DEPTH) > MAX_DEPTH:
+        return "arguments_too_deep", refusal(
+            f"the arguments nest deeper than {MAX_DEPTH} levels; nothing was run"
+        )
+    why = route.check(args)
+    if why is not None:
+        return "arguments_invalid", refusal(
+            f"the arguments do not match `{name}`'s input schema: {why}; nothing was run"
+        )
+    return None
+
+
+async def _quietly(run: Runner, write: Callable[[], object]) -> None:
+    """Record evidence without letting a failure to record change the answer (a refusal)."""
+    try:
+        with anyio.CancelScope(shield=True):
+            await run(write)
+    except Exception as exc:
+        log.warning("a refusal was not recorded: %s", type(exc).__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """How this gateway lets a call wait for human approval (see ``approval``)."""
+
+    tickets: Tickets
+    hold: float = 0.0  # seconds a call is held for its ticket
+    elicit: bool = True  # show the request to the agent's user when the client can
+
+
 async def govern(
     governor: Decider,
     catalog: Catalog,
@@ -190,37 +278,121 @@ async def govern(
     results: Results,
     run: Runner = in_thread,
     progress: ProgressFnT | None = None,
-) -> types.CallToolResult:
+    waiting: Waiting | None = None,
+    asking: Asking | None = None,
+    events: Events | None = None,
+) -> types.CallToolResult | types.InputRequiredResult:
     """Run one call of the agent ``principal`` through Tribune and, if allowed, upstream."""
-    route = catalog.get(name)
-    if route is None:
-        return unknown_tool(name, upstreams)
-    args = arguments or {}
-    try:
-        size = len(orjson.dumps(args))
-    except TypeError:
-        return refusal("arguments must be JSON values; nothing was run")
-    if size > MAX_ARGUMENT_BYTES:
-        return refusal(f"the arguments exceed {MAX_ARGUMENT_BYTES} bytes; nothing was run")
-    why = route.check(args)
-    if why is not None:
-        return refusal(
-            f"the arguments do not match `{name}`'s input schema: {why}; nothing was run"
-        )
     assert principal.task_id is not None
     task_id = principal.task_id
+    args = arguments or {}
+    route = catalog.get(name)
+    checked = _check(route, name, args, upstreams)
+    if checked is not None:
+        code, answer = checked
+        if events is not None:  # evidence of probing; never the arguments themselves
+            body = {"event": "call_refused", "code": code, "tool": str(name)[:MAX_NAME]}
+            await _quietly(
+                run,
+                lambda: events.record(
+                    RecordKind.EVENT, body, task_id=task_id, agent_id=principal.agent_id
+                ),
+            )
+        return answer
+    assert route is not None
+    asked = asking or Asking(modern=False, can_elicit=False)
+    named: str | None = None  # the ticket of a sealed state, when it is this task's
+    if waiting is not None and asked.ticket is not None:
+        named = await _answered(waiting, run, task_id, asked.ticket, asked.answer)
+        if named is None:
+            return refusal(
+                f"the request was declined and withdrawn (ticket {asked.ticket}); nothing was run"
+            )
     await results.settled(task_id)
-    # Shielded: once decided, the verdict must reach finish() even if the agent cancels now.
-    with anyio.CancelScope(shield=True):
-        try:
-            verdict = await run(lambda: governor.decide(task_id, name, args, expects_result=True))
-        except TribuneError as exc:
-            return refusal(f"{exc.message}; nothing was run")
+
+    async def decide(ticket: str | None) -> Verdict | types.CallToolResult:
+        # Shielded: once decided, the verdict must reach finish() even if the agent cancels.
+        with anyio.CancelScope(shield=True):
+            try:
+                decided = await run(
+                    lambda: governor.decide(task_id, name, args, expects_result=True, ticket=ticket)
+                )
+            except TribuneError as exc:
+                return refusal(f"{exc.message}; nothing was run")
+        return decided
+
+    first = await decide(named or None)
+    if isinstance(first, types.CallToolResult):
+        return first
+    verdict: Verdict | types.CallToolResult | types.InputRequiredResult = first
+    if not first.allowed and first.ticket_id and waiting is not None:
+        verdict = await _approval(waiting, run, decide, asked, first, again=named is not None)
+    if not isinstance(verdict, Verdict):
+        return verdict
     if not verdict.allowed:
         return refusal(model_message(verdict).removeprefix("Tribune: "))
     return await _forward(
         governor, upstreams, results, verdict, route.upstream, route.original, args, progress
     )
+
+
+async def _answered(
+    waiting: Waiting, run: Runner, task_id: str, ticket_id: str, answer: str | None
+) -> str | None:
+    """Act on the user's answer to an elicitation naming ``ticket_id``. Returns the ticket to
+    name in the decision ("" to name none: it is still pending, or not this task's), or None
+    when the user declined and the ticket was withdrawn."""
+    tickets = waiting.tickets
+    try:
+        ticket = await run(lambda: tickets.settle(ticket_id))
+    except TribuneError:
+        return ""  # an unknown ticket: decide the call as new
+    if ticket.task_id != task_id:
+        return ""  # a state sealed for another task (stdio states bind no caller)
+    if answer == "decline":  # the call does not run, whatever the approvers did
+        await run(lambda: tickets.withdraw(ticket_id, by=ticket.agent_id, via="elicitation"))
+        return None
+    return ticket_id if ticket.state is not TicketState.PENDING else ""
+
+
+async def _approval(
+    waiting: Waiting,
+    run: Runner,
+    decide: Callable[[str | None], Awaitable[Verdict | types.CallToolResult]],
+    asked: Asking,
+    verdict: Verdict,
+    *,
+    again: bool,
+) -> Verdict | types.CallToolResult | types.InputRequiredResult:
+    """A call that needs approval: hold it, show it to the user, or say how to retry.
+    ``again``: the user has already answered an elicitation for it (no second prompt)."""
+    tickets = waiting.tickets
+    ticket_id = verdict.ticket_id
+    assert ticket_id is not None
+    if waiting.hold > 0:
+        ticket = await hold(tickets, run, ticket_id, waiting.hold, asked.progress)
+        if ticket.state is not TicketState.PENDING:
+            return await decide(ticket_id)  # approved: runs; denied or expired: says so
+    if again:
+        return refusal(still_pending(verdict))
+    if not (waiting.elicit and asked.can_elicit):
+        return verdict
+    ticket = await run(lambda: tickets.settle(ticket_id))
+    if asked.modern:
+        return input_required(ticket)
+    if asked.elicit is None:
+        return verdict
+    try:
+        with anyio.fail_after(STATE_TTL):
+            answer = await asked.elicit(message(ticket), SCHEMA)
+    except Exception:  # no answer, or the client refused to ask: the call stays pending
+        return verdict
+    named = await _answered(waiting, run, verdict.task_id, ticket_id, answer.action)
+    if named is None:
+        return refusal(
+            f"the request was declined and withdrawn (ticket {ticket_id}); nothing was run"
+        )
+    return await decide(named) if named else refusal(still_pending(verdict))
 
 
 async def _forward(
@@ -251,10 +423,24 @@ async def _forward(
         await results.record(verdict.task_id, write)
 
     try:
-        result: CallResult = await upstreams.call(upstream, tool, args, progress=progress)
+        result: CallResult = await upstreams.call(
+            upstream, tool, args, progress=progress, verdict=verdict
+        )
     except anyio.get_cancelled_exc_class():
         await finish(ResultStatus.CANCELLED)
         raise
+    except CredentialUnavailable:  # fail closed; why is in the log, never the credential
+        await finish(ResultStatus.ERROR, "credential_unavailable")
+        return refusal(
+            f"no credential could be lent to upstream `{upstream}`; the call did not run "
+            f"(action {action})"
+        )
+    except UpstreamBusy as exc:
+        await finish(ResultStatus.ERROR, "upstream_busy")
+        return refusal(
+            f"upstream `{upstream}` serves at most {exc.limit} task(s) at once; the call did not "
+            f"run, try again later (action {action})"
+        )
     except UpstreamUnavailable:
         await finish(ResultStatus.ERROR, "upstream_unavailable")
         return refusal(

@@ -7,6 +7,8 @@ the gateway runs (arbitrary code execution by design), an HTTP upstream a URL it
     [gateway]
     url = "http://127.0.0.1:8710/mcp"      # the gateway's own URL over HTTP (token resource)
     issuer_url = "http://127.0.0.1:8700"   # who issues the bearer tokens it accepts (Tribune)
+    approval_hold = 0       # seconds a call needing approval waits for it (progress relayed)
+    elicit = true           # show a pending approval to the agent's user (MCP elicitation)
 
     [[gateway.upstreams]]
     name = "time"                  # tools appear as `time.<tool>`, in tool group `time`
@@ -14,6 +16,7 @@ the gateway runs (arbitrary code execution by design), an HTTP upstream a URL it
     args = ["--local-timezone", "UTC"]
     env = { TZ = "UTC" }           # the only environment it gets besides PATH, HOME, ...
     timeout = 30                   # seconds one call may take (default 60)
+    connect_timeout = 30           # seconds to start, connect and list its tools (default 30)
 
     [[gateway.upstreams]]
     name = "search"
@@ -22,7 +25,8 @@ the gateway runs (arbitrary code execution by design), an HTTP upstream a URL it
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tribune.core.model import check_name
@@ -31,9 +35,30 @@ from tribune.errors import ConfigError, TribuneError
 DEFAULT_URL = "http://127.0.0.1:8710/mcp"
 DEFAULT_ISSUER_URL = "http://127.0.0.1:8700"
 DEFAULT_TIMEOUT = 60.0
+DEFAULT_CONNECT = 30.0  # starting a Python MCP server takes seconds on a busy machine
 MAX_TIMEOUT = 3600.0
-GATEWAY_KEYS = frozenset({"url", "issuer_url", "upstreams"})
-UPSTREAM_KEYS = frozenset({"name", "command", "args", "env", "url", "timeout"})
+MAX_HOLD = 300.0
+GATEWAY_KEYS = frozenset({"url", "issuer_url", "upstreams", "approval_hold", "elicit"})
+UPSTREAM_KEYS = frozenset(
+    {"name", "command", "args", "env", "url", "timeout", "connect_timeout"}
+    | {"credential", "header", "format", "credential_env", "max_processes", "idle_timeout"}
+)
+HTTP_CREDENTIAL_KEYS = ("header", "format")
+STDIO_CREDENTIAL_KEYS = ("credential_env", "max_processes", "idle_timeout")
+PLACEHOLDER = "{credential}"
+DEFAULT_HEADER = "Authorization"
+DEFAULT_FORMAT = f"Bearer {PLACEHOLDER}"
+DEFAULT_MAX_PROCESSES = 16
+MAX_PROCESSES = 1000
+DEFAULT_IDLE = 300.0
+# Headers the MCP client or HTTP itself sets (and every `Mcp-*` one): never a credential's.
+OWNED_HEADERS = frozenset(
+    {"host", "content-type", "content-length", "content-encoding", "transfer-encoding"}
+    | {"connection", "keep-alive", "upgrade", "te", "trailer", "accept", "accept-encoding"}
+    | {"last-event-id", "cache-control"}
+)
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an RFC 9110 token
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +71,16 @@ class UpstreamSettings:
     env: dict[str, str] = field(default_factory=dict, repr=False)  # may hold secrets
     url: str | None = None
     timeout: float = DEFAULT_TIMEOUT
+    connect_timeout: float = DEFAULT_CONNECT  # seconds to start, connect and list the tools
+    # A [credentials.NAME] source lent to the upstream (see gateway.lending): over HTTP one
+    # lease per call, in `header` as `format` says; over stdio one lease and one process per
+    # task, in the environment variable `credential_env`.
+    credential: str | None = None
+    header: str = DEFAULT_HEADER
+    format: str = DEFAULT_FORMAT
+    credential_env: str | None = None
+    max_processes: int = DEFAULT_MAX_PROCESSES  # per-task processes alive at once
+    idle_timeout: float = DEFAULT_IDLE  # seconds an unused per-task process lives
 
     @property
     def transport(self) -> str:
@@ -57,6 +92,8 @@ class GatewaySettings:
     upstreams: tuple[UpstreamSettings, ...] = ()
     url: str = DEFAULT_URL
     issuer_url: str = DEFAULT_ISSUER_URL
+    approval_hold: float = 0.0  # seconds a call needing approval is held, waiting for it
+    elicit: bool = True  # ask the agent's user through MCP elicitation, when the client can
 
 
 def _http_url(value: Any, where: str) -> str:
@@ -75,6 +112,14 @@ def _timeout(value: Any, where: str) -> float:
 
 
 def _upstream(raw: Any, index: int) -> UpstreamSettings:
+    found = _parsed(raw, index)
+    if "connect_timeout" not in raw:
+        return found
+    where = f"gateway.upstreams.{found.name}.connect_timeout"
+    return replace(found, connect_timeout=_timeout(raw["connect_timeout"], where))
+
+
+def _parsed(raw: Any, index: int) -> UpstreamSettings:
     where = f"gateway.upstreams[{index}]"
     if not isinstance(raw, dict):
         raise ConfigError(f"`{where}` must be a table")
@@ -101,10 +146,21 @@ def _upstream(raw: Any, index: int) -> UpstreamSettings:
             f"`{where}` needs exactly one of `command` (stdio) or `url` (streamable HTTP)"
         )
     timeout = _timeout(raw.get("timeout", DEFAULT_TIMEOUT), f"{where}.timeout")
+    credential = _credential(raw.get("credential"), where)
     if url is not None:
         if "args" in raw or "env" in raw:
             raise ConfigError(f"`{where}`: `args` and `env` apply to a `command` only")
-        return UpstreamSettings(name=name, url=_http_url(url, f"{where}.url"), timeout=timeout)
+        _only(raw, where, STDIO_CREDENTIAL_KEYS, "a `command`", "a header (`header`, `format`)")
+        header, form = _header(raw, where, credential)
+        return UpstreamSettings(
+            name=name,
+            url=_http_url(url, f"{where}.url"),
+            timeout=timeout,
+            credential=credential,
+            header=header,
+            format=form,
+        )
+    _only(raw, where, HTTP_CREDENTIAL_KEYS, "a `url`", "its environment (`credential_env`)")
     if not isinstance(command, str) or not command.strip():
         raise ConfigError(f"`{where}.command` must be a non-empty string")
     args = raw.get("args", [])
@@ -115,9 +171,90 @@ def _upstream(raw: Any, index: int) -> UpstreamSettings:
         isinstance(k, str) and k and "=" not in k and isinstance(v, str) for k, v in env.items()
     ):
         raise ConfigError(f"`{where}.env` must be a table of strings")
+    if credential is None:
+        _needs_credential(raw, where, STDIO_CREDENTIAL_KEYS)
+        return UpstreamSettings(
+            name=name, command=command, args=tuple(args), env=dict(env), timeout=timeout
+        )
+    variable = raw.get("credential_env")
+    if variable is None:
+        raise ConfigError(
+            f"`{where}` needs `credential_env` with `credential`",
+            hint='the variable the command reads its credential from, e.g. "API_KEY"',
+        )
+    if not isinstance(variable, str) or not _ENV_NAME.fullmatch(variable):
+        raise ConfigError(f"`{where}.credential_env` must be an environment variable name")
+    if variable in env:
+        raise ConfigError(f"`{where}.credential_env` `{variable}` is also set in `{where}.env`")
+    processes = raw.get("max_processes", DEFAULT_MAX_PROCESSES)
+    if type(processes) is not int or not 1 <= processes <= MAX_PROCESSES:
+        raise ConfigError(f"`{where}.max_processes` must be an integer from 1 to {MAX_PROCESSES}")
     return UpstreamSettings(
-        name=name, command=command, args=tuple(args), env=dict(env), timeout=timeout
+        name=name,
+        command=command,
+        args=tuple(args),
+        env=dict(env),
+        timeout=timeout,
+        credential=credential,
+        credential_env=variable,
+        max_processes=processes,
+        idle_timeout=_timeout(raw.get("idle_timeout", DEFAULT_IDLE), f"{where}.idle_timeout"),
     )
+
+
+def _credential(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(
+            f"`{where}.credential` must name a credential source",
+            hint='e.g. credential = "crm-api" for a [credentials.crm-api] table',
+        )
+    try:
+        check_name("credential source", value)
+    except TribuneError as exc:
+        raise ConfigError(f"`{where}.credential`: {exc.message}", hint=exc.hint) from None
+    return value
+
+
+def _only(raw: dict[str, Any], where: str, keys: tuple[str, ...], what: str, how: str) -> None:
+    """Refuse credential keys of the other transport."""
+    found = [k for k in keys if k in raw]
+    if found:
+        raise ConfigError(
+            f"`{where}`: `{found[0]}` applies to {what} only",
+            hint=f"this upstream takes its credential in {how}",
+        )
+
+
+def _needs_credential(raw: dict[str, Any], where: str, keys: tuple[str, ...]) -> None:
+    found = [k for k in keys if k in raw]
+    if found:
+        raise ConfigError(f"`{where}.{found[0]}` needs a `credential`")
+
+
+def _header(raw: dict[str, Any], where: str, credential: str | None) -> tuple[str, str]:
+    """The header an HTTP upstream's credential travels in, and its value's format."""
+    if credential is None:
+        _needs_credential(raw, where, HTTP_CREDENTIAL_KEYS)
+        return DEFAULT_HEADER, DEFAULT_FORMAT
+    header = raw.get("header", DEFAULT_HEADER)
+    if not isinstance(header, str) or not _HEADER_NAME.fullmatch(header):
+        raise ConfigError(f"`{where}.header` must be an HTTP header name", hint='e.g. "X-Api-Key"')
+    if header.lower() in OWNED_HEADERS or header.lower().startswith("mcp-"):
+        raise ConfigError(
+            f"`{where}.header` `{header}` is set by the MCP client or by HTTP itself",
+            hint='use "Authorization" or a header of the upstream\'s own, e.g. "X-Api-Key"',
+        )
+    form = raw.get("format", DEFAULT_FORMAT)
+    if not isinstance(form, str) or form.count(PLACEHOLDER) != 1:
+        raise ConfigError(
+            f"`{where}.format` must contain `{PLACEHOLDER}` once",
+            hint=f'e.g. format = "{DEFAULT_FORMAT}"',
+        )
+    if not all(" " <= c <= "~" for c in form):
+        raise ConfigError(f"`{where}.format` must be printable ASCII")
+    return header, form
 
 
 def parse_gateway(raw: dict[str, Any]) -> GatewaySettings:
@@ -138,8 +275,18 @@ def parse_gateway(raw: dict[str, Any]) -> GatewaySettings:
         if upstream.name in seen:
             raise ConfigError(f"two upstreams are named `{upstream.name}`")
         seen.add(upstream.name)
+    hold = table.get("approval_hold", 0)
+    if isinstance(hold, bool) or not isinstance(hold, int | float) or not 0 <= hold <= MAX_HOLD:
+        raise ConfigError(
+            f"`gateway.approval_hold` must be a number of seconds from 0 to {int(MAX_HOLD)}"
+        )
+    elicit = table.get("elicit", True)
+    if not isinstance(elicit, bool):
+        raise ConfigError("`gateway.elicit` must be true or false")
     return GatewaySettings(
         upstreams=upstreams,
         url=_http_url(table.get("url", DEFAULT_URL), "gateway.url"),
         issuer_url=_http_url(table.get("issuer_url", DEFAULT_ISSUER_URL), "gateway.issuer_url"),
+        approval_hold=float(hold),
+        elicit=elicit,
     )

@@ -31,16 +31,21 @@ import tribune
 from tribune.config import Settings
 from tribune.core.model import Agent
 from tribune.gateway import calls
-from tribune.gateway.calls import Results, runner_for
+from tribune.gateway.approval import KEY_LABEL, Asking, request_state_boundary
+from tribune.gateway.calls import Results, Waiting, runner_for
 from tribune.gateway.catalog import Catalog, Route, annotations_of
 from tribune.gateway.config import GatewaySettings
+from tribune.gateway.lending import Lending
 from tribune.gateway.upstreams import Upstreams
 from tribune.gateway.visibility import Visibility
 from tribune.ports import Clock, Store
+from tribune.services.approvals import ApprovalService
 from tribune.services.governor import Governor
 from tribune.services.identity import Principal
+from tribune.services.leases import LeaseService
 from tribune.services.policies import PolicyService
-from tribune.services.registry import RegistryService
+from tribune.services.registry import Events, RegistryService
+from tribune.services.secrets import SecretService
 
 log = logging.getLogger(__name__)
 NAME = "tribune-gateway"
@@ -79,6 +84,12 @@ class Services(Protocol):
     governor: Governor
     policies: PolicyService
     registry: RegistryService
+    approvals: ApprovalService
+    secrets: SecretService
+    leases: LeaseService
+
+    @property
+    def audit(self) -> Events: ...
 
 
 class Gateway:
@@ -101,7 +112,8 @@ class Gateway:
         self._defer = defer_results
         self.catalog = Catalog()
         self.visibility = Visibility()
-        self.upstreams = Upstreams(settings, self._on_tools)
+        # a credential source that does not exist stops the gateway here (ConfigError)
+        self.upstreams = Upstreams(settings, self._on_tools, lending=Lending(tr.leases, self.run))
         self.bus = InMemorySubscriptionBus()
         # handshake-era connections, told when the tool list changes
         self._legacy: weakref.WeakSet[Connection] = weakref.WeakSet()
@@ -116,6 +128,11 @@ class Gateway:
             on_call_tool=self._call_tool,
             on_subscriptions_listen=ListenHandler(self.bus),
         )
+        # P4: the 2026-07-28 request_state of an approval prompt is sealed and bound
+        keys = tr.secrets.sealer.derived(KEY_LABEL)
+        audience = f"spiffe://{tr.settings.trust_domain}/tribune/gateway"
+        self.server.middleware.append(request_state_boundary(keys, audience))
+        self.waiting = Waiting(tr.approvals, settings.approval_hold, settings.elicit)
 
     @asynccontextmanager
     async def _lifespan(self, _: Server[None]) -> AsyncIterator[None]:
@@ -216,13 +233,18 @@ class Gateway:
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
+    ) -> types.CallToolResult | types.InputRequiredResult:
         principal = await self._caller(ctx)
         if principal is None or not principal.task_id:
             return calls.refusal("no valid task token; nothing was run")
 
         async def relay(progress: float, total: float | None, message: str | None) -> None:
             await ctx.session.report_progress(progress, total, message)
+
+        async def elicit(message: str, schema: dict[str, Any]) -> types.ElicitResult:
+            return await ctx.session.elicit_form(message, schema, related_request_id=ctx.request_id)
+
+        modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
 
         return await calls.govern(
             self.tr.governor,
@@ -234,6 +256,16 @@ class Gateway:
             results=self.results,
             run=self.run,
             progress=relay,
+            waiting=self.waiting,
+            events=self.tr.audit,
+            asking=Asking(
+                modern=modern,
+                can_elicit=_can_elicit(ctx, modern),
+                progress=relay,
+                elicit=None if modern else elicit,
+                state=params.request_state,
+                responses=dict(params.input_responses) if params.input_responses else None,
+            ),
         )
 
 
@@ -243,3 +275,12 @@ def _owner(store: Store, agent: Agent) -> tuple[tuple[str, ...], str]:
         return (), ""
     user = store.get_user(agent.owner.name)
     return (user.groups, user.email) if user else ((), "")
+
+
+def _can_elicit(ctx: ServerRequestContext[Any, Any], modern: bool) -> bool:
+    """Whether the client declared form elicitation (and, handshake era, can be asked now)."""
+    caps = ctx.session.client_capabilities
+    found = caps.elicitation if caps is not None else None
+    if found is None or (found.form is None and found.url is not None):
+        return False
+    return modern or ctx.session.can_send_request

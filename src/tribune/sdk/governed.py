@@ -30,6 +30,7 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Protocol, TypeVar, cast
 
 from tribune.core.model import Effect, Limits, ResultStatus, Task, Verdict
+from tribune.credentials import injected_value  # here too for callers of the SDK
 from tribune.errors import ActionDenied, ApprovalDenied, ApprovalRequired, InvalidInput
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -108,15 +109,6 @@ class Backend(Protocol):
     async def aborrow(self, verdict: Verdict, source: str) -> tuple[str, dict[str, Any]]: ...
 
     async def agive_back(self, lease_id: str) -> None: ...
-
-
-def injected_value(credential: Mapping[str, Any]) -> Any:
-    """What a governed function receives for a credential: a secret's value, a bearer token,
-    or a database connection URI."""
-    for key in ("value", "token", "dsn"):
-        if key in credential:
-            return credential[key]
-    raise InvalidInput("the credential backend returned nothing to inject")
 
 
 def scope_fields(

@@ -14,7 +14,7 @@ members of the named groups (anyone may approve when the policy names none); the
 
 Every step is an audit event linked to the asking call's action id: ``approval_requested``,
 ``approval_vote``, ``approval_granted`` (quorum reached), ``approval_denied``,
-``approval_expired``, ``approval_consumed``.
+``approval_expired``, ``approval_consumed``, ``approval_withdrawn`` (closed by the asking side).
 """
 
 from __future__ import annotations
@@ -219,6 +219,20 @@ class ApprovalService:
                 approvers=[v.user for v in ticket.votes if v.approve],
             )
             self._notify(self.get(ticket_id), "approved")
+        return self.get(ticket_id)
+
+    def withdraw(self, ticket_id: str, *, by: str, via: str) -> ApprovalTicket:
+        """Close an open or approved, unused ticket from the asking side (the agent's user
+        declined it when shown the request): its call does not run. Not a vote: it can only
+        stop a call, never let one run, so the asking side may do it."""
+        ticket = self.get(ticket_id)
+        now = self.clock.now()
+        for state in (TicketState.PENDING, TicketState.APPROVED):
+            if ticket.state is state and self.store.move_ticket(
+                ticket.id, state, TicketState.DENIED, now
+            ):
+                self._event("approval_withdrawn", ticket, by=by, via=via)
+                self._notify(self.get(ticket_id), "denied")
         return self.get(ticket_id)
 
     def _check_voter(self, ticket: ApprovalTicket, user: str, approve: bool) -> None:
