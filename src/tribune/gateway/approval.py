@@ -34,6 +34,9 @@ import mcp.types as types
 from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 
 from tribune.core.model import ApprovalTicket, TicketState, Verdict
+from tribune.errors import TribuneError
+from tribune.gateway.replies import refusal
+from tribune.gateway.runners import Runner
 
 KEY_LABEL = b"tribune mcp request state v1"
 STATE_TTL = 600.0  # seconds a sealed state opens: an answer later than that asks again
@@ -121,7 +124,7 @@ def input_required(ticket: ApprovalTicket) -> types.InputRequiredResult:
 
 async def hold(
     tickets: Tickets,
-    run: Callable[[Callable[[], ApprovalTicket]], Awaitable[ApprovalTicket]],
+    run: Runner,
     ticket_id: str,
     seconds: float,
     progress: Progress | None,
@@ -147,3 +150,71 @@ def still_pending(verdict: Verdict) -> str:
         f"(action {verdict.action_id}); once approved, the same call with the same arguments "
         "runs"
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """How this gateway lets a call wait for human approval (see the module)."""
+
+    tickets: Tickets
+    hold: float = 0.0  # seconds a call is held for its ticket
+    elicit: bool = True  # show the request to the agent's user when the client can
+
+
+async def answered(
+    waiting: Waiting, run: Runner, task_id: str, ticket_id: str, answer: str | None
+) -> str | None:
+    """Act on the user's answer to an elicitation naming ``ticket_id``. Returns the ticket to
+    name in the decision ("" to name none: it is still pending, or not this task's), or None
+    when the user declined and the ticket was withdrawn."""
+    tickets = waiting.tickets
+    try:
+        ticket = await run(lambda: tickets.settle(ticket_id))
+    except TribuneError:
+        return ""  # an unknown ticket: decide the call as new
+    if ticket.task_id != task_id:
+        return ""  # a state sealed for another task (stdio states bind no caller)
+    if answer == "decline":  # the call does not run, whatever the approvers did
+        await run(lambda: tickets.withdraw(ticket_id, by=ticket.agent_id, via="elicitation"))
+        return None
+    return ticket_id if ticket.state is not TicketState.PENDING else ""
+
+
+async def pending(
+    waiting: Waiting,
+    run: Runner,
+    decide: Callable[[str | None], Awaitable[Verdict | types.CallToolResult]],
+    asked: Asking,
+    verdict: Verdict,
+    *,
+    again: bool,
+) -> Verdict | types.CallToolResult | types.InputRequiredResult:
+    """A call that needs approval: hold it, show it to the user, or say how to retry.
+    ``again``: the user has already answered an elicitation for it (no second prompt)."""
+    tickets = waiting.tickets
+    ticket_id = verdict.ticket_id
+    assert ticket_id is not None
+    if waiting.hold > 0:
+        ticket = await hold(tickets, run, ticket_id, waiting.hold, asked.progress)
+        if ticket.state is not TicketState.PENDING:
+            return await decide(ticket_id)  # approved: runs; denied or expired: says so
+    if again:
+        return refusal(still_pending(verdict))
+    if not (waiting.elicit and asked.can_elicit):
+        return verdict
+    ticket = await run(lambda: tickets.settle(ticket_id))
+    if asked.modern:
+        return input_required(ticket)
+    if asked.elicit is None:
+        return verdict
+    try:
+        with anyio.fail_after(STATE_TTL):
+            answer = await asked.elicit(message(ticket), SCHEMA)
+    except Exception:  # no answer, or the client refused to ask: the call stays pending
+        return verdict
+    named = await answered(waiting, run, verdict.task_id, ticket_id, answer.action)
+    if named is None:
+        return refusal(
+            f"the request was declined and withdrawn (ticket {ticket_id}); nothing was run"
+        )
+    return await decide(named) if named else refusal(still_pending(verdict))

@@ -22,7 +22,7 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
 
 from tribune.crypto.token_keys import InvalidToken
-from tribune.gateway.calls import Runner, in_thread
+from tribune.gateway.runners import Runner, in_thread
 from tribune.services.identity import Principal
 
 log = logging.getLogger(__name__)

@@ -17,18 +17,16 @@ Every failure of an allowed call is recorded and answered as a tool error: the g
 up. Audit records name what went wrong by kind, never by the upstream's message (it may hold
 data); the agent sees the upstream's own message.
 
-Store calls go through a ``Runner``: ``inline`` on the event loop, or ``in_thread``. The
-gateway picks one per store (``runner_for``).
+Store calls go through a ``Runner`` (``runners``); a call that needs approval goes on in
+``approval``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import anyio
 import mcp.types as types
@@ -36,20 +34,12 @@ import orjson
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 
-from tribune.config import Settings
-from tribune.core.model import RecordKind, ResultStatus, TicketState, Verdict
+from tribune.core.model import RecordKind, ResultStatus, Verdict
 from tribune.errors import TribuneError
-from tribune.gateway.approval import (
-    SCHEMA,
-    STATE_TTL,
-    Asking,
-    Tickets,
-    hold,
-    input_required,
-    message,
-    still_pending,
-)
+from tribune.gateway.approval import Asking, Waiting, answered, pending
 from tribune.gateway.catalog import Catalog, Route
+from tribune.gateway.replies import refusal
+from tribune.gateway.runners import Results, Runner, in_thread
 from tribune.gateway.upstreams import (
     CallResult,
     CredentialUnavailable,
@@ -69,10 +59,6 @@ MAX_NAME = 200  # characters of an unknown tool's name kept in its refusal recor
 # Arguments nested deeper than this are refused before any decision: every hop (the store's
 # canonical JSON, the upstream's parser) has a recursion limit of its own, some near 200.
 MAX_DEPTH = 64
-T = TypeVar("T")
-# Scheduling steps from a handler's return to its reply's write: the dispatcher hands the
-# response to the transport's writer task (stdio: one step; HTTP: a few through the ASGI app).
-REPLY_STEPS = 8
 
 
 class Decider(Protocol):
@@ -97,104 +83,6 @@ class Decider(Protocol):
         duration_ms: float = 0.0,
         error: str | None = None,
     ) -> Any: ...
-
-
-class Runner(Protocol):
-    """Runs a short blocking call of Tribune's services from the event loop."""
-
-    def __call__(self, fn: Callable[[], T], /) -> Awaitable[T]: ...
-
-
-async def inline(fn: Callable[[], T]) -> T:
-    """On the event loop itself: no thread hop, and the loop waits while ``fn`` runs."""
-    return fn()
-
-
-async def in_thread(fn: Callable[[], T]) -> T:
-    """In a worker thread: the loop serves others while ``fn`` waits on I/O."""
-    return await anyio.to_thread.run_sync(fn)
-
-
-def runner_for(settings: Settings) -> Runner:
-    """``inline`` for a local SQLite store without an fsync per commit, else ``in_thread``.
-
-    A decision on SQLite (``durability = "normal"``) is ~1 ms of CPU with no waiting, which the
-    GIL would serialise in a thread anyway; the hop to a thread and back costs more than it
-    saves. A PostgreSQL round trip or an fsync waits, and the loop should serve others then.
-    """
-    url = settings.store_url
-    local = not url or url.startswith("sqlite")
-    return inline if local and settings.durability == "normal" else in_thread
-
-
-class Results:
-    """Result records of allowed calls, written after the reply is on its way.
-
-    While ``deferring()`` runs, ``record`` schedules the write in a task of its own and
-    returns; that task first yields to the event loop a few times (``REPLY_STEPS``), so the
-    reply, a few scheduling steps behind the handler's return, goes out before the write runs
-    (with ``run``: inline, or in a thread). Outside ``deferring()``, ``record`` writes at once.
-
-    INVARIANT: a task's next call is decided only after every result of that task this process
-    deferred is written (``settled``), so what a result changes in the task's session (taint,
-    data read, the call count) is in the store before the next decision, as if written first.
-    The intent and decision are durable before forwarding either way; a crash between the
-    reply and the write leaves an allowed action without a result, which
-    ``tribune audit reconcile`` records as `unknown` (the outcome was not observed).
-    """
-
-    def __init__(self, run: Runner) -> None:
-        self._run = run
-        self._group: anyio.abc.TaskGroup | None = None
-        self._pending: dict[str, tuple[int, anyio.Event]] = {}
-
-    @asynccontextmanager
-    async def deferring(self) -> AsyncIterator[None]:
-        """Defer writes until this exits; on exit, wait for every one still pending."""
-        async with anyio.create_task_group() as group:
-            self._group = group
-            try:
-                yield
-            finally:
-                self._group = None
-
-    async def settled(self, task_id: str) -> None:
-        """Return once no result of ``task_id`` is waiting to be written."""
-        while (entry := self._pending.get(task_id)) is not None:
-            await entry[1].wait()
-
-    async def record(self, task_id: str, write: Callable[[], object]) -> None:
-        if self._group is None:
-            with anyio.CancelScope(shield=True):  # P9: the result record survives cancellation
-                await self._run(write)
-            return
-        count, done = self._pending.get(task_id, (0, anyio.Event()))
-        self._pending[task_id] = (count + 1, done)
-        self._group.start_soon(self._write, task_id, write)
-
-    async def _write(self, task_id: str, write: Callable[[], object]) -> None:
-        try:
-            with anyio.CancelScope(shield=True):
-                # Should the reply still be on its way after these, it waits for one write.
-                for _ in range(REPLY_STEPS):
-                    await anyio.lowlevel.checkpoint()
-                await self._run(write)
-        except Exception as exc:  # the action stays without a result: reconcilable
-            log.warning("a result was not recorded: %s", type(exc).__name__)
-        finally:
-            count, done = self._pending[task_id]
-            if count > 1:
-                self._pending[task_id] = (count - 1, done)
-            else:
-                del self._pending[task_id]
-                done.set()
-
-
-def refusal(text: str) -> types.CallToolResult:
-    """A tool error the model can read; every text the gateway writes starts `Tribune:`."""
-    return types.CallToolResult(
-        content=[types.TextContent(type="text", text=f"Tribune: {text}")], is_error=True
-    )
 
 
 def unknown_tool(name: str, upstreams: Upstreams) -> types.CallToolResult:
@@ -258,15 +146,6 @@ async def _quietly(run: Runner, write: Callable[[], object]) -> None:
         log.warning("a refusal was not recorded: %s", type(exc).__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class Waiting:
-    """How this gateway lets a call wait for human approval (see ``approval``)."""
-
-    tickets: Tickets
-    hold: float = 0.0  # seconds a call is held for its ticket
-    elicit: bool = True  # show the request to the agent's user when the client can
-
-
 async def govern(
     governor: Decider,
     catalog: Catalog,
@@ -303,7 +182,7 @@ async def govern(
     asked = asking or Asking(modern=False, can_elicit=False)
     named: str | None = None  # the ticket of a sealed state, when it is this task's
     if waiting is not None and asked.ticket is not None:
-        named = await _answered(waiting, run, task_id, asked.ticket, asked.answer)
+        named = await answered(waiting, run, task_id, asked.ticket, asked.answer)
         if named is None:
             return refusal(
                 f"the request was declined and withdrawn (ticket {asked.ticket}); nothing was run"
@@ -326,7 +205,7 @@ async def govern(
         return first
     verdict: Verdict | types.CallToolResult | types.InputRequiredResult = first
     if not first.allowed and first.ticket_id and waiting is not None:
-        verdict = await _approval(waiting, run, decide, asked, first, again=named is not None)
+        verdict = await pending(waiting, run, decide, asked, first, again=named is not None)
     if not isinstance(verdict, Verdict):
         return verdict
     if not verdict.allowed:
@@ -334,65 +213,6 @@ async def govern(
     return await _forward(
         governor, upstreams, results, verdict, route.upstream, route.original, args, progress
     )
-
-
-async def _answered(
-    waiting: Waiting, run: Runner, task_id: str, ticket_id: str, answer: str | None
-) -> str | None:
-    """Act on the user's answer to an elicitation naming ``ticket_id``. Returns the ticket to
-    name in the decision ("" to name none: it is still pending, or not this task's), or None
-    when the user declined and the ticket was withdrawn."""
-    tickets = waiting.tickets
-    try:
-        ticket = await run(lambda: tickets.settle(ticket_id))
-    except TribuneError:
-        return ""  # an unknown ticket: decide the call as new
-    if ticket.task_id != task_id:
-        return ""  # a state sealed for another task (stdio states bind no caller)
-    if answer == "decline":  # the call does not run, whatever the approvers did
-        await run(lambda: tickets.withdraw(ticket_id, by=ticket.agent_id, via="elicitation"))
-        return None
-    return ticket_id if ticket.state is not TicketState.PENDING else ""
-
-
-async def _approval(
-    waiting: Waiting,
-    run: Runner,
-    decide: Callable[[str | None], Awaitable[Verdict | types.CallToolResult]],
-    asked: Asking,
-    verdict: Verdict,
-    *,
-    again: bool,
-) -> Verdict | types.CallToolResult | types.InputRequiredResult:
-    """A call that needs approval: hold it, show it to the user, or say how to retry.
-    ``again``: the user has already answered an elicitation for it (no second prompt)."""
-    tickets = waiting.tickets
-    ticket_id = verdict.ticket_id
-    assert ticket_id is not None
-    if waiting.hold > 0:
-        ticket = await hold(tickets, run, ticket_id, waiting.hold, asked.progress)
-        if ticket.state is not TicketState.PENDING:
-            return await decide(ticket_id)  # approved: runs; denied or expired: says so
-    if again:
-        return refusal(still_pending(verdict))
-    if not (waiting.elicit and asked.can_elicit):
-        return verdict
-    ticket = await run(lambda: tickets.settle(ticket_id))
-    if asked.modern:
-        return input_required(ticket)
-    if asked.elicit is None:
-        return verdict
-    try:
-        with anyio.fail_after(STATE_TTL):
-            answer = await asked.elicit(message(ticket), SCHEMA)
-    except Exception:  # no answer, or the client refused to ask: the call stays pending
-        return verdict
-    named = await _answered(waiting, run, verdict.task_id, ticket_id, answer.action)
-    if named is None:
-        return refusal(
-            f"the request was declined and withdrawn (ticket {ticket_id}); nothing was run"
-        )
-    return await decide(named) if named else refusal(still_pending(verdict))
 
 
 async def _forward(

@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mappin
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import anyio
 import httpx2
@@ -38,22 +38,16 @@ from tribune.core.model import Lease, Verdict
 from tribune.credentials import injected_value
 from tribune.errors import ConfigError, TribuneError
 from tribune.gateway.config import PLACEHOLDER, GatewaySettings, UpstreamSettings
+from tribune.gateway.runners import Runner
 from tribune.ports import Clock
 from tribune.services.leases import IssuedLease
 
 log = logging.getLogger(__name__)
 CALL_METHOD = "tools/call"
-T = TypeVar("T")
 
 
 class CredentialUnavailable(Exception):
     """No credential could be had for the upstream: nothing was sent."""
-
-
-class Runner(Protocol):
-    """Runs a short blocking call of Tribune's services (``calls.inline`` or ``in_thread``)."""
-
-    def __call__(self, fn: Callable[[], T], /) -> Awaitable[T]: ...
 
 
 class Leases(Protocol):

@@ -31,11 +31,12 @@ import tribune
 from tribune.config import Settings
 from tribune.core.model import Agent
 from tribune.gateway import calls
-from tribune.gateway.approval import KEY_LABEL, Asking, request_state_boundary
-from tribune.gateway.calls import Results, Waiting, runner_for
+from tribune.gateway.approval import KEY_LABEL, Asking, Waiting, request_state_boundary
 from tribune.gateway.catalog import Catalog, Route, annotations_of
 from tribune.gateway.config import GatewaySettings
 from tribune.gateway.lending import Lending
+from tribune.gateway.replies import refusal
+from tribune.gateway.runners import Results, runner_for
 from tribune.gateway.upstreams import Upstreams
 from tribune.gateway.visibility import Visibility
 from tribune.ports import Clock, Store
@@ -103,7 +104,7 @@ class Gateway:
         *,
         defer_results: bool = False,
     ) -> None:
-        """``defer_results``: record results after the reply (see ``calls.Results``)."""
+        """``defer_results``: record results after the reply (see ``runners.Results``)."""
         self.tr = tr
         self.settings = settings
         self.identify = identify
@@ -236,7 +237,7 @@ class Gateway:
     ) -> types.CallToolResult | types.InputRequiredResult:
         principal = await self._caller(ctx)
         if principal is None or not principal.task_id:
-            return calls.refusal("no valid task token; nothing was run")
+            return refusal("no valid task token; nothing was run")
 
         async def relay(progress: float, total: float | None, message: str | None) -> None:
             await ctx.session.report_progress(progress, total, message)

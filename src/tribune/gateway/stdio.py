@@ -114,7 +114,7 @@ def gateway(tr: StdioServices, settings: GatewaySettings, token: str | None) -> 
     async def identify(_: ServerRequestContext[Any, Any]) -> Principal | None:
         return await gw.run(lambda: task_principal(tr.identity, token))
 
-    # One agent, one task per process: its results can follow the replies (calls.Results),
+    # One agent, one task per process: its results can follow the replies (runners.Results),
     # and the process writes every one before it exits.
     gw = Gateway(tr, settings, identify, defer_results=True)
     return gw
