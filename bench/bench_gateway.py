@@ -818,7 +818,7 @@ def main() -> None:
     versions = {
         "python": sys.version.split()[0],
         "tribune": tribune.__version__,
-        **{m: metadata.version(m) for m in ("mcp", "anyio", "uvicorn", "httpx2", "py-spy")},
+        **{m: _version(m) for m in ("mcp", "anyio", "uvicorn", "httpx2", "py-spy")},
         "sqlite": __import__("sqlite3").sqlite_version,
         "cpus": os.cpu_count(),
     }
@@ -835,6 +835,14 @@ def main() -> None:
             Path(args.json).write_text(json.dumps(report, indent=1, default=str))
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _version(name: str) -> str | None:
+    """A package's version, or None when it is not installed (py-spy is optional)."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 if __name__ == "__main__":

@@ -100,6 +100,18 @@ def test_task_start_bad_input(org: Cli, extra: tuple[str, ...], code: str, exit_
     org.error(code, exit_code, "task", "start", "helper", *extra)
 
 
+def test_task_start_prints_a_task_token_only_when_asked(org: Cli) -> None:
+    from tribune.bootstrap import open_tribune
+
+    plain = org.json("task", "start", "helper", "--purpose", "no token", *READ)
+    assert "token" not in plain
+    task = org.json("task", "start", "helper", "--purpose", "for the gateway", *READ, "--token")
+    with open_tribune(org.home) as tr:
+        principal = tr.identity.authenticate(task["token"])
+    assert (principal.via, principal.task_id) == ("task_token", task["id"])
+    assert principal.agent_id == "spiffe://tribune.local/agent/helper"
+
+
 def test_task_start_for_an_unknown_agent(org: Cli) -> None:
     org.error("unknown_agent", 2, "task", "start", "nobody", "--purpose", "p", *READ)
 

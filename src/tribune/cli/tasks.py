@@ -93,9 +93,18 @@ def task_start(
         bool, typer.Option(help="No declared tools: the agent's entitlements bound it.")
     ] = False,
     ttl: Annotated[int | None, typer.Option(help="Seconds until the task expires.")] = None,
+    token: Annotated[
+        bool,
+        typer.Option(
+            "--token",
+            help="Also print the task token (as `token`), e.g. for `tribune gateway`.",
+        ),
+    ] = False,
     home: HomeOption = None,
 ) -> None:
-    """Start a task for AGENT with a declared intent; prints the task as JSON."""
+    """Start a task for AGENT with a declared intent; prints the task as JSON (with --token,
+    its task token too: a bearer credential for this task only; keep it out of logs)."""
+    issued: dict[str, str] = {}
     with opened(home) as tr:
         task = tr.tasks.start(
             agent,
@@ -111,7 +120,10 @@ def task_start(
             ),
             ttl=ttl,
         )
-    emit_json(task_dict(task))
+        if token:
+            started_by = tr.registry.resolve_agent(task.agent_id)
+            issued["token"] = tr.tokens.issue(task, started_by, str(started_by.owner))
+    emit_json({**task_dict(task), **issued})
 
 
 @tasks.command("end")
