@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,6 +190,24 @@ class HttpGateway:
     thread: threading.Thread
 
 
+@contextmanager
+def served(app: Any, port: int) -> Iterator[tuple[uvicorn.Server, threading.Thread]]:
+    """``app`` served by uvicorn on a thread of this process at 127.0.0.1:``port``."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the HTTP server did not start")
+        time.sleep(0.05)
+    try:
+        yield server, thread
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
 @pytest.fixture
 def http_gateway(home: Home) -> Iterator[HttpGateway]:
     """The gateway app in this process, served by uvicorn on a thread."""
@@ -199,19 +217,9 @@ def http_gateway(home: Home) -> Iterator[HttpGateway]:
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
-    settings = replace(home.settings, url=url)
-    app = create_app(home.tr, settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the HTTP gateway did not start")
-        time.sleep(0.05)
-    yield HttpGateway(url, server, thread)
-    server.should_exit = True
-    thread.join(timeout=15)
+    app = create_app(home.tr, replace(home.settings, url=url))
+    with served(app, port) as (server, thread):
+        yield HttpGateway(url, server, thread)
 
 
 @asynccontextmanager

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -26,7 +25,6 @@ import anyio
 import httpx2
 import jwt
 import pytest
-import uvicorn
 from mcp.shared.exceptions import MCPError
 
 from tribune.bootstrap import init_home, open_tribune
@@ -43,6 +41,7 @@ from .conftest import (
     _populate,
     free_port,
     http_client,
+    served,
     stdio_gateway,
     text_of,
 )
@@ -195,19 +194,8 @@ def http_gateway(home: Home) -> Iterator[tuple[Gateway, str]]:
     port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
     gw, app = create_gateway_app(home.tr, replace(home.settings, url=url))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the HTTP gateway did not start")
-        time.sleep(0.05)
-    try:
+    with served(app, port):
         yield gw, url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 async def until(check: Callable[[], Any], seconds: float = 15) -> Any:

@@ -177,8 +177,7 @@ def test_git_writes_held_for_approval_never_reach_the_repository(
     toml = git_home.path / "tribune.toml"
     toml.write_text(
         toml.read_text()
-        + '\n[tools."git.git_commit"]\ngroups = ["git"]\n'
-        + "read_only = false\ndestructive = true\nopen_world = false\n"
+        + '\n[tools."git.git_commit"]\ndestructive = true\n'  # one fact; the rest as annotated
     )
     task_id, token = git_home.task("coder", tool_groups=["git"], environment="production")
     before = snapshot(repo)
@@ -211,4 +210,5 @@ def test_git_writes_held_for_approval_never_reach_the_repository(
     assert git_home.results(task_id) == []  # nothing ran
     intents = [d for k, _, d in git_home.records(task_id) if k is RecordKind.INTENT]
     assert [i["tool"] for i in intents] == ["git.git_reset", "git.git_commit"]
-    assert git_home.tr.store.get_tool("git.git_commit") is None  # configuration defines it
+    commit = git_home.tr.store.get_tool("git.git_commit")  # registered from its annotations
+    assert commit is not None and commit.groups == ("git",) and not commit.risk.destructive

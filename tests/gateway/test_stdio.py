@@ -244,8 +244,8 @@ def test_tools_list_shows_what_the_task_could_use(home: Home, mode: str) -> None
     anyio.run(body)
 
 
-def test_tools_are_registered_from_annotations_unless_defined(home: Home) -> None:
-    # an admin registered `up.grow` already, and configures `up.delete`: both win
+def test_tools_are_registered_from_annotations_and_configuration_applies_on_top(home: Home) -> None:
+    # an admin registered `up.grow` already (it wins), and configures one fact of `up.delete`
     home.tr.registry.register_tool(Tool("up.grow", risk=RiskFacts(), groups=("ops",)))
     assert home.tr.store.get_tool("up.echo") is None
     toml = home.path / "tribune.toml"
@@ -257,6 +257,7 @@ def test_tools_are_registered_from_annotations_unless_defined(home: Home) -> Non
             listed = {t.name: t for t in (await client.list_tools()).tools}
             annotations = listed["up.delete"].annotations
             assert annotations is not None and annotations.read_only_hint is True  # config
+            assert annotations.open_world_hint is False  # the rest: its annotations
             grow = listed["up.grow"].annotations  # the upstream says: not destructive
             assert grow is not None and grow.destructive_hint is True  # the registry wins
 
@@ -265,7 +266,9 @@ def test_tools_are_registered_from_annotations_unless_defined(home: Home) -> Non
     echo = store.get_tool("up.echo")
     assert echo is not None and echo.groups == ("up",)
     assert echo.risk == RiskFacts(read_only=True, destructive=False, open_world=False)
-    assert store.get_tool("up.delete") is None  # configuration defines it
+    # registered from its annotations; the configured fact applied on top of them when listed
+    delete = store.get_tool("up.delete")
+    assert delete is not None and delete.groups == ("up",) and not delete.risk.read_only
     grow = store.get_tool("up.grow")
     assert grow is not None and grow.groups == ("ops",)  # left as the admin registered it
 

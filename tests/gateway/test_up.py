@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +20,6 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
 from tribune.cli.main import app as cli
@@ -30,7 +28,7 @@ from tribune.gateway.mount import mount
 from tribune.http import server
 from tribune.http.app import create_app
 
-from .conftest import ERAS, SRC, Home, free_port, gateway_toml, http_client, text_of
+from .conftest import ERAS, SRC, Home, free_port, gateway_toml, http_client, served, text_of
 from .test_http import post
 
 
@@ -52,21 +50,8 @@ def worker(home: Home, monkeypatch: pytest.MonkeyPatch, *, gateway: bool) -> Ite
         monkeypatch.setenv(server.GATEWAY_ENV, f"127.0.0.1:{port}")
     else:
         monkeypatch.delenv(server.GATEWAY_ENV, raising=False)
-    app = server.factory()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    served = uvicorn.Server(config)
-    thread = threading.Thread(target=served.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not served.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the worker did not start")
-        time.sleep(0.05)
-    try:
+    with served(server.factory(), port):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        served.should_exit = True
-        thread.join(timeout=15)
 
 
 @pytest.fixture

@@ -159,11 +159,11 @@ class Gateway:
             await self._announce()
 
     def _register(self, routes: list[Route]) -> None:
-        """Register each tool nothing defines yet: the registry and ``[tools."name"]`` win."""
+        """Register each tool the registry does not hold yet, from its annotations; a
+        ``[tools."name"]`` table applies on top of it at every decision (the facts it sets
+        win, the others stay the annotations')."""
         for route in routes:
             try:
-                if route.name in self.tr.settings.tools:
-                    continue
                 if self.tr.store.get_tool(route.name) is not None:
                     continue
                 self.tr.registry.register_tool(route.registered())
