@@ -284,3 +284,27 @@ def test_over_http_state_is_bound_to_the_caller(home: Home, http_gateway: Any) -
 
     anyio.run(body)
     assert home.seen() == ["delete"]
+
+
+def test_a_state_sealed_for_another_task_withdraws_nothing(home: Home) -> None:
+    # Over stdio a state binds no caller: the gateway checks the ticket's task itself.
+    first, token = production(home)
+    other_task, other = production(home)
+    decline = {"approval": types.ElicitResult(action="decline", content={})}
+
+    async def body() -> None:
+        async with stdio_gateway(home, token, "auto", elicitation_callback=Prompts("accept")) as c:
+            state = (await first_round(c, ARGS)).request_state
+        async with stdio_gateway(home, other, "auto") as c:
+            again = await c.session.call_tool(
+                "up.delete", ARGS, input_responses=decline, request_state=state
+            )
+            # decided as a call of the other task, under a ticket of its own
+            assert isinstance(again, types.CallToolResult) and again.is_error
+            assert "did not run" in text_of(again)
+
+    anyio.run(body)
+    ticket = home.decisions(first)[0]["ticket"]
+    assert home.tr.approvals.get(ticket).state is TicketState.PENDING  # not withdrawn
+    assert home.decisions(other_task)[0]["ticket"] != ticket
+    assert home.seen() == []
