@@ -7,6 +7,9 @@ marked slow.
 
 Over 600 lines: the two raw clients, the audit tally, the case table and the generators are
 one harness, used only here.
+
+Over 600 lines on purpose: the table of cases, the two raw transports and the generated
+streams share their builders and checks, and read best side by side.
 """
 
 from __future__ import annotations

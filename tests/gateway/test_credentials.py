@@ -4,6 +4,9 @@ one lease and one process per task, in the process's environment. Real parts thr
 Tribune home with credential sources, the secret sealed in its store, upstreams that are
 processes (``header_upstream.py`` over HTTP, ``env_upstream.py`` over stdio) and the official
 ``mcp`` client in front of the gateway.
+
+Over 600 lines on purpose: HTTP and stdio lending share one home, its credential sources and
+the upstreams' reports; split, each half would rebuild them.
 """
 
 from __future__ import annotations
